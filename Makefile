@@ -1,0 +1,51 @@
+# deepblock_nb: one command to set up and open the workbench (make lab),
+# one to set up and run every test (make test).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# torch is pinned to the release this machine installs from local disk;
+# the package itself accepts a range (see pyproject.toml).
+TORCH  := torch==2.14.1 torchvision==0.29.1
+DEMO   ?= demo_project
+PORT   ?= 8888
+export MPLBACKEND := Agg
+
+.PHONY: setup lab test test-fast lint bench browser clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Debian's Chromium for the browser tests; never a browser downloaded by a tool.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  (command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) ) || \
+	  echo "chromium is not installed: browser tests will be skipped"
+
+lab: setup
+	$(BIN)/python -m deepblock_nb.demo $(DEMO)
+	DEEPBLOCK_DEMO=$(abspath $(DEMO)) $(BIN)/jupyter lab --ip=127.0.0.1 --port=$(PORT) notebooks/workbench.ipynb
+
+lint: setup
+	$(BIN)/ruff check deepblock_nb tests benchmarks
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+test: setup browser lint
+	$(BIN)/python -m pytest -q -ra
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
+
+bench: setup
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache

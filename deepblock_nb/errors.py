@@ -1,0 +1,91 @@
+"""The one error hierarchy of deepblock_nb.
+
+Every error a user can cause derives from :class:`DeepBlockError`. Messages name
+the file or record concerned, the problem, and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AnnotationError",
+    "CategoryError",
+    "DecompressionBombError",
+    "DeepBlockError",
+    "FormatError",
+    "ImageReadError",
+    "JobError",
+    "ModelError",
+    "PathError",
+    "ProjectError",
+    "ProjectExistsError",
+    "ProjectNotFoundError",
+    "RecordNotFoundError",
+    "UnsupportedFormatError",
+]
+
+
+class DeepBlockError(Exception):
+    """Base class of every error deepblock_nb raises on purpose."""
+
+
+class ProjectError(DeepBlockError):
+    """The project directory or its database is missing, corrupt or in use."""
+
+
+class ProjectExistsError(ProjectError, FileExistsError):
+    """``Project.create`` was given a path that already holds something."""
+
+
+class ProjectNotFoundError(ProjectError, FileNotFoundError):
+    """``Project.open`` was given a path that holds no project."""
+
+
+class ImageReadError(DeepBlockError):
+    """An image file could not be read: missing, truncated, corrupt or not an image."""
+
+    def __init__(self, message: str, path: object = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class UnsupportedFormatError(ImageReadError):
+    """The file is an image, but in a format or compression we cannot decode."""
+
+
+class DecompressionBombError(ImageReadError):
+    """The image claims more pixels than the configured limit allows."""
+
+
+class FormatError(DeepBlockError):
+    """An annotation or results file does not follow its format."""
+
+    def __init__(self, message: str, path: object = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class AnnotationError(DeepBlockError):
+    """A box is invalid: inverted, empty, outside its image, or of no category."""
+
+
+class CategoryError(DeepBlockError):
+    """A category name is unknown, duplicated, or still in use."""
+
+
+class RecordNotFoundError(DeepBlockError, KeyError):
+    """An image, box, category or run id does not exist in the project."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class PathError(DeepBlockError):
+    """A path is unsafe (escapes the project directory) or clashes with another."""
+
+
+class JobError(DeepBlockError):
+    """A background job cannot start, or failed; ``__cause__`` holds the reason."""
+
+
+class ModelError(DeepBlockError):
+    """A model preset is unknown, or a checkpoint or weights file cannot be used."""

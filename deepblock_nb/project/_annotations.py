@@ -1,0 +1,310 @@
+"""Import and export of annotation files (COCO JSON, YOLO txt, Pascal VOC XML).
+
+Imports are all-or-nothing: the file is read and checked completely, the images
+it needs are found and probed, and only then are categories, images and boxes
+written, in one transaction. Boxes partly outside their image are clipped to it
+(counted in the report); inverted boxes and boxes wholly outside are refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepblock_nb.errors import FormatError, ImageReadError, PathError
+from deepblock_nb.io.annotations import (
+    AnnotatedImage,
+    AnnotationSet,
+    read_coco,
+    read_voc,
+    read_yolo,
+    write_coco,
+    write_voc,
+    write_yolo,
+)
+from deepblock_nb.io.images import probe_image
+from deepblock_nb.project._core import ProjectCore
+from deepblock_nb.store import ImageRecord
+from deepblock_nb.store.files import within
+
+__all__ = ["FORMATS", "AnnotationIOMixin", "ImportReport"]
+
+FORMATS = ("coco", "yolo", "voc")
+_IMAGE_SUFFIXES = (".png", ".apng", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".ico", ".jp2", ".svg")
+
+
+@dataclass
+class ImportReport:
+    """What an import did."""
+
+    path: Path
+    format: str
+    images_added: int = 0
+    images_matched: int = 0
+    boxes_added: int = 0
+    boxes_clipped: int = 0
+    categories_added: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [
+            f"Imported {self.boxes_added} boxes from {self.path.name} ({self.format}): "
+            f"{self.images_added} images added, {self.images_matched} matched to existing images"
+        ]
+        if self.categories_added:
+            lines.append(f"new categories: {', '.join(self.categories_added)}")
+        if self.boxes_clipped:
+            lines.append(f"{self.boxes_clipped} boxes reached outside their image and were clipped to it")
+        lines += self.warnings
+        return "\n".join(lines)
+
+
+class AnnotationIOMixin(ProjectCore):
+    """``import_annotations`` / ``export_annotations`` of the Project."""
+
+    def import_annotations(
+        self,
+        path: str | Path,
+        format: str = "coco",
+        images_dir: str | Path | None = None,
+        split: str = "train",
+        classes: list[str] | str | Path | None = None,
+        copy: bool = True,
+    ) -> ImportReport:
+        """Import boxes (and the images they need) from an annotation file or folder.
+
+        Args:
+            path: a COCO JSON file; a folder of YOLO ``.txt`` labels; a VOC ``.xml``
+                file or a folder of them.
+            images_dir: where the image files named in the annotations lie, for
+                images the project does not have yet (default: the folder of
+                ``path``). Names that point outside it (``../``) are refused.
+            split: the split of newly added images.
+            classes: YOLO only: class names, or a ``classes.txt`` / ``data.yaml`` path.
+            copy: copy new images into the project (``False`` keeps references).
+
+        Images already in the project are matched by file name; their boxes are
+        added to the existing ones.
+        """
+        path = Path(path).expanduser()
+        fmt = _check_format(format)
+        base = (
+            Path(images_dir).expanduser()
+            if images_dir is not None
+            else (path if path.is_dir() else path.parent)
+        )
+        if fmt == "coco":
+            aset = read_coco(path)
+        elif fmt == "voc":
+            aset = read_voc(path)
+        else:
+            aset = read_yolo(path, classes=classes, image_sizes=lambda stem: self._size_by_stem(stem, base))
+        return self._apply_annotation_set(aset, fmt, path, base, split, copy)
+
+    def export_annotations(self, path: str | Path, format: str = "coco", split: str | None = None) -> Path:
+        """Write the project's boxes: a COCO JSON file, or a folder for YOLO / VOC.
+
+        COCO keeps the project's category and image ids; boxes imported from COCO
+        and not edited since are written with exactly the floats they came with.
+        """
+        path = Path(path).expanduser()
+        fmt = _check_format(format)
+        aset = self._annotation_set(split)
+        if fmt == "coco":
+            write_coco(
+                path,
+                aset,
+                category_ids={c.name: c.id for c in self.categories},
+                image_ids={im.name: im.id for im in self.images(split)},
+            )
+        elif fmt == "yolo":
+            write_yolo(path, aset)
+        else:
+            write_voc(path, aset)
+        return path
+
+    # -- internals ---------------------------------------------------------------
+    def _annotation_set(self, split: str | None) -> AnnotationSet:
+        names = {c.id: c.name for c in self.categories}
+        images: list[AnnotatedImage] = []
+        for rec in self.images(split):
+            rows = self._db.cx.execute(
+                "SELECT category_id, x1, y1, x2, y2, src_w, src_h FROM annotations WHERE image_id = ? ORDER BY id",
+                (rec.id,),
+            ).fetchall()
+            a = np.asarray([r[:5] for r in rows], dtype=np.float64).reshape(-1, 5)
+            xyxy = a[:, 1:5]
+            xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+            for i, r in enumerate(rows):  # the exact imported width/height, where kept
+                if r[5] is not None:
+                    xywh[i, 2:] = (r[5], r[6])
+            images.append(
+                AnnotatedImage(
+                    file_name=rec.name,
+                    width=rec.width,
+                    height=rec.height,
+                    xyxy=xyxy,
+                    category=[names[int(c)] for c in a[:, 0]],
+                    source_id=rec.id,
+                    xywh=xywh,
+                )
+            )
+        return AnnotationSet(categories=[c.name for c in self.categories], images=images)
+
+    @staticmethod
+    def _name_by_stem(stem: str, base: Path, existing: dict[str, ImageRecord]) -> str:
+        for name in existing:
+            if Path(name).stem == Path(stem).name:
+                return name
+        for suffix in _IMAGE_SUFFIXES:
+            for candidate in (f"{stem}{suffix}", f"{stem}{suffix.upper()}"):
+                if (base / candidate).is_file():
+                    return candidate
+        return stem
+
+    def _size_by_stem(self, stem: str, base: Path) -> tuple[int, int]:
+        for rec in self.images():
+            if Path(rec.name).stem == stem:
+                return (rec.width, rec.height)
+        for suffix in _IMAGE_SUFFIXES:
+            for candidate in (base / f"{stem}{suffix}", base / f"{stem}{suffix.upper()}"):
+                if candidate.is_file():
+                    info = probe_image(candidate)
+                    return (int(info.width), int(info.height))
+        raise FormatError(f"YOLO label {stem}.txt: no image named {stem}.* in the project or in {base}", stem)
+
+    def _apply_annotation_set(
+        self, aset: AnnotationSet, fmt: str, path: Path, base: Path, split: str, copy: bool
+    ) -> ImportReport:
+        report = ImportReport(path=path, format=fmt, warnings=list(aset.warnings))
+        existing = {rec.name: rec for rec in self.images()}
+        # 1. find every image: in the project, else under images_dir
+        to_add: list[tuple[AnnotatedImage, Path]] = []
+        matched: list[tuple[AnnotatedImage, ImageRecord]] = []
+        missing: list[str] = []
+        names_seen: set[str] = set()
+        for item in aset.images:
+            if fmt == "yolo":  # YOLO labels name images by stem only
+                item.file_name = self._name_by_stem(item.file_name, base, existing)
+            name = Path(item.file_name.replace("\\", "/")).name
+            if name in names_seen:
+                raise FormatError(
+                    f"{path}: two images are named {name!r} (file names must be unique in a project)", path
+                )
+            names_seen.add(name)
+            if name in existing:
+                matched.append((item, existing[name]))
+                continue
+            try:
+                file = within(base, item.file_name)
+            except PathError as exc:
+                raise PathError(f"{path}: image {item.file_name!r}: {exc}") from exc
+            if file.is_file():
+                to_add.append((item, file))
+            else:
+                missing.append(item.file_name)
+        if missing:
+            shown = ", ".join(repr(m) for m in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise FormatError(
+                f"{path}: {len(missing)} images named in the file are neither in the project nor in {base}: "
+                f"{shown}. Pass images_dir= the folder that holds them. Nothing was imported.",
+                path,
+            )
+        with self._staging() as staged:
+            entries = []
+            for _, file in to_add:
+                try:
+                    entries.append(self._stage_image(file, copy, Path(file).name, staged))
+                except ImageReadError as exc:
+                    raise ImageReadError(f"{exc} (named in {path}); nothing was imported", file) from exc
+            # 2. sizes stated by the file must match the real images
+            sized = [(item, e["width"], e["height"]) for (item, _), e in zip(to_add, entries)]
+            sized += [(item, rec.width, rec.height) for item, rec in matched]
+            for item, w, h in sized:
+                if (item.width is not None and item.width != w) or (
+                    item.height is not None and item.height != h
+                ):
+                    raise FormatError(
+                        f"{path}: image {item.file_name!r} is {item.width} x {item.height} in the file "
+                        f"but {w} x {h} pixels on disk; the annotations belong to another image",
+                        path,
+                    )
+            # 3. boxes: refuse inverted/outside, clip partial ones
+            prepared = [self._prepare_boxes(path, item, w, h) for item, w, h in sized]
+            report.boxes_clipped = sum(p[3] for p in prepared)
+            with self._db.write() as cx:
+                known = {c.name: c.id for c in self.categories}
+                for name in aset.categories:
+                    if name not in known:
+                        known[name] = self.add_category(name).id
+                        report.categories_added.append(name)
+                new_ids = self._insert_images(cx, entries, split, staged)
+                image_ids = new_ids + [rec.id for _, rec in matched]
+                rows = []
+                for image_id, (xyxy, cats, src_wh, _) in zip(image_ids, prepared):
+                    for b, c, s in zip(xyxy.tolist(), cats, src_wh):
+                        if c not in known:
+                            known[c] = self.add_category(c).id
+                            report.categories_added.append(c)
+                        rows.append((image_id, known[c], *b, *s, fmt))
+                cx.executemany(
+                    "INSERT INTO annotations(image_id, category_id, x1, y1, x2, y2, src_w, src_h, source) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+        report.images_added = len(entries)
+        report.images_matched = len(matched)
+        report.boxes_added = len(rows)
+        if entries:
+            self._emit("images", action="added", images=[self.image(i) for i in new_ids])
+        self._emit("annotations", action="imported", image=None)
+        return report
+
+    @staticmethod
+    def _prepare_boxes(
+        path: Path, item: AnnotatedImage, width: int, height: int
+    ) -> tuple[np.ndarray, list[str], list[tuple[Any, Any]], int]:
+        xyxy = item.xyxy
+        if len(xyxy) == 0:
+            return xyxy, [], [], 0
+        where = f"{path}: image {item.file_name!r}"
+        finite = np.isfinite(xyxy).all(axis=1)
+        if not finite.all():
+            raise FormatError(f"{where}: box {int(np.argmin(finite))} has non-finite coordinates", path)
+        inverted = (xyxy[:, 2] <= xyxy[:, 0]) | (xyxy[:, 3] <= xyxy[:, 1])
+        if inverted.any():
+            i = int(np.argmax(inverted))
+            raise FormatError(
+                f"{where}: box {i} {xyxy[i].tolist()} is inverted or empty; nothing was imported", path
+            )
+        clipped = np.clip(xyxy, 0.0, [width, height, width, height])  # [N,4]
+        outside = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
+        if outside.any():
+            i = int(np.argmax(outside))
+            raise FormatError(
+                f"{where}: box {i} {xyxy[i].tolist()} lies wholly outside the {width} x {height} image; "
+                "nothing was imported",
+                path,
+            )
+        changed = (clipped != xyxy).any(axis=1)
+        src: list[tuple[Any, Any]] = [(None, None)] * len(xyxy)
+        if item.xywh is not None:
+            exact = (
+                ~changed
+                & (item.xywh[:, 0] + item.xywh[:, 2] == xyxy[:, 2])
+                & (item.xywh[:, 1] + item.xywh[:, 3] == xyxy[:, 3])
+            )
+            src = [
+                (float(w), float(h)) if ok else (None, None) for (w, h), ok in zip(item.xywh[:, 2:], exact)
+            ]
+        return clipped, list(item.category), src, int(changed.sum())
+
+
+def _check_format(fmt: str) -> str:
+    f = str(fmt).lower().replace("pascal_voc", "voc").replace("pascal-voc", "voc")
+    if f not in FORMATS:
+        raise ValueError(f"unknown annotation format {fmt!r}; choose from {', '.join(FORMATS)}")
+    return f

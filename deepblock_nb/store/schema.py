@@ -1,0 +1,87 @@
+"""The SQLite schema and its migrations.
+
+``MIGRATIONS[i]`` takes a database from schema version ``i`` to ``i + 1``. A new
+project runs them all; an older one runs the missing ones in one transaction.
+Never edit a released migration: append a new one.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION_KEY = "schema_version"
+
+MIGRATIONS: list[str] = [
+    # 0 -> 1: the first schema.
+    """
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE categories (
+        id    INTEGER PRIMARY KEY,
+        name  TEXT NOT NULL UNIQUE,
+        color TEXT NOT NULL
+    );
+    CREATE TABLE images (
+        id           INTEGER PRIMARY KEY,
+        name         TEXT NOT NULL UNIQUE,
+        path         TEXT NOT NULL,      -- relative to the project when copied
+        copied       INTEGER NOT NULL,   -- 1: a copy under images/, 0: a reference
+        hash         TEXT NOT NULL,
+        size         INTEGER NOT NULL,
+        width        INTEGER NOT NULL CHECK (width > 0),
+        height       INTEGER NOT NULL CHECK (height > 0),
+        format       TEXT NOT NULL,
+        split        TEXT NOT NULL CHECK (split IN ('train', 'evaluate', 'predict')),
+        grid_rows    INTEGER,
+        grid_cols    INTEGER,
+        grid_overlap REAL,
+        added        REAL NOT NULL
+    );
+    CREATE TABLE annotations (
+        id          INTEGER PRIMARY KEY,
+        image_id    INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        category_id INTEGER NOT NULL REFERENCES categories(id),
+        x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+        -- width/height exactly as an imported file gave them (COCO xywh), so that
+        -- an export writes back the same floats; NULL once the box is edited.
+        src_w REAL, src_h REAL,
+        source TEXT NOT NULL DEFAULT 'manual',
+        CHECK (x2 > x1 AND y2 > y1)
+    );
+    CREATE INDEX annotations_image ON annotations(image_id);
+    CREATE INDEX annotations_category ON annotations(category_id);
+    CREATE TABLE runs (
+        id          INTEGER PRIMARY KEY,
+        model       TEXT NOT NULL,
+        config      TEXT NOT NULL,       -- JSON
+        status      TEXT NOT NULL,
+        created     REAL NOT NULL,
+        finished    REAL,
+        best_score  REAL,
+        epochs_done INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE history (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        seq    INTEGER NOT NULL,
+        row    TEXT NOT NULL,            -- JSON object
+        PRIMARY KEY (run_id, seq)
+    );
+    CREATE TABLE predictions (
+        id          INTEGER PRIMARY KEY,
+        image_id    INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        run_id      INTEGER REFERENCES runs(id) ON DELETE CASCADE,
+        category_id INTEGER NOT NULL REFERENCES categories(id) ON DELETE CASCADE,
+        x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+        score REAL NOT NULL
+    );
+    CREATE INDEX predictions_image ON predictions(image_id, run_id, score);
+    CREATE TABLE evaluations (
+        id      INTEGER PRIMARY KEY,
+        run_id  INTEGER REFERENCES runs(id) ON DELETE CASCADE,
+        created REAL NOT NULL,
+        report  TEXT NOT NULL            -- JSON
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

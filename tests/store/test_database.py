@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepblock_nb.core.detections import Detections
+from deepblock_nb.errors import ProjectError
+from deepblock_nb.store import Database
+from deepblock_nb.store.schema import SCHEMA_VERSION
+
+
+def test_new_database_is_wal_with_schema_version(tmp_path: Path) -> None:
+    db = Database(tmp_path / "p.db", create=True)
+    assert db.schema_version == SCHEMA_VERSION
+    assert db.scalar("PRAGMA journal_mode") == "wal"
+    db.close()
+    again = Database(tmp_path / "p.db")
+    assert again.schema_version == SCHEMA_VERSION
+    again.close()
+
+
+def test_missing_database_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ProjectError, match="no project database"):
+        Database(tmp_path / "nothing.db")
+
+
+def test_garbage_file_is_refused_with_its_name(tmp_path: Path) -> None:
+    bad = tmp_path / "p.db"
+    bad.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(ProjectError, match=r"p\.db.*not a readable"):
+        Database(bad)
+
+
+def test_foreign_sqlite_file_is_refused(tmp_path: Path) -> None:
+    other = tmp_path / "p.db"
+    cx = sqlite3.connect(other)
+    cx.execute("CREATE TABLE t (x)")
+    cx.commit()
+    cx.close()
+    with pytest.raises(ProjectError, match="not a project"):
+        Database(other)
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    db = Database(tmp_path / "p.db", create=True)
+    with db.write() as cx:
+        cx.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    db.close()
+    with pytest.raises(ProjectError, match="newer deepblock_nb"):
+        Database(tmp_path / "p.db")
+
+
+def test_write_rolls_back_on_error(tmp_path: Path) -> None:
+    db = Database(tmp_path / "p.db", create=True)
+    with pytest.raises(RuntimeError), db.write() as cx:
+        cx.execute("INSERT INTO categories(name, color) VALUES ('a', '#000')")
+        raise RuntimeError("boom")
+    assert db.scalar("SELECT count(*) FROM categories") == 0
+    db.close()
+
+
+def test_runs_history_predictions_evaluations(tmp_path: Path) -> None:
+    db = Database(tmp_path / "p.db", create=True)
+    with db.write() as cx:
+        cx.execute("INSERT INTO categories(id, name, color) VALUES (1, 'a', '#000'), (2, 'b', '#fff')")
+        cx.execute(
+            "INSERT INTO images(id, name, path, copied, hash, size, width, height, format, split, added) "
+            "VALUES (1, 'x.png', 'images/x.png', 1, 'h', 1, 10, 10, 'PNG', 'predict', 0)"
+        )
+    run = db.create_run("tiny", {"epochs": 2, "lr": 0.01})
+    db.update_run(run, status="finished", best_score=0.5, epochs_done=2, finished=True)
+    r = db.run(run)
+    assert r is not None and r["status"] == "finished" and r["config"] == {"epochs": 2, "lr": 0.01}
+    assert db.last_run_id() == run
+    db.add_history(run, [{"epoch": 1, "loss": np.float32(0.5)}, {"epoch": 2, "loss": 0.25}])
+    db.add_history(run, [{"epoch": 3, "loss": 0.125}])
+    assert [h["epoch"] for h in db.history(run)] == [1, 2, 3]
+    det = Detections(np.array([[0, 0, 5, 5], [1, 1, 2, 2.5]]), np.array([1, 2]), np.array([0.9, 0.1]))
+    db.replace_predictions(1, run, det)
+    got = db.predictions(1)
+    assert np.array_equal(got.xyxy, det.xyxy) and np.array_equal(got.confidence, det.confidence)
+    assert len(db.predictions(1, min_score=0.5)) == 1
+    db.replace_predictions(1, run, det[np.array([False, True])])  # replaces, not appends
+    assert len(db.predictions(1)) == 1
+    db.save_evaluation(run, {"map50": 0.75})
+    assert db.evaluations(run)[0]["report"] == {"map50": 0.75}
+    db.delete_predictions()
+    assert len(db.predictions(1)) == 0
+    db.close()
