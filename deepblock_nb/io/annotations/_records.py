@@ -1,0 +1,109 @@
+"""Neutral annotation records: what every file format reads into and writes from.
+
+Coordinates are pixels of the original image, ``xyxy`` floats with the origin
+top-left and y down: a box over pixel columns 0..9 has ``x1 = 0, x2 = 10``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["AnnotatedImage", "AnnotationSet"]
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(eq=False)
+class AnnotatedImage:
+    """The boxes of one image, as a file states them.
+
+    Attributes:
+        file_name: the image name as written in the file (may hold sub-folders,
+            unicode, spaces).
+        width: image width in pixels when the file says so, else ``None``.
+        height: image height in pixels when the file says so, else ``None``.
+        xyxy: ``(N, 4)`` float64 ``x1, y1, x2, y2`` in image pixels. COCO boxes are
+            converted as ``x2 = x + w``, ``y2 = y + h`` (one float addition).
+        category: ``N`` category names, one per box.
+        scores: ``(N,)`` float64 scores for results files, else ``None``.
+        source_id: the image id in the source file (COCO ``id``), else ``None``.
+        xywh: ``(N, 4)`` float64, the COCO ``bbox`` exactly as read, else ``None``.
+            ``x + w`` rounds in floating point, so ``x2 - x1`` often differs from
+            ``w`` in the last bit; COCO writers use these values for every box whose
+            ``xyxy`` still equals ``x, y, x + w, y + h``, which makes
+            COCO -> records -> COCO exact.
+    """
+
+    file_name: str
+    width: int | None
+    height: int | None
+    xyxy: FloatArray
+    category: list[str]
+    scores: FloatArray | None = None
+    source_id: int | str | None = None
+    xywh: FloatArray | None = None
+
+    def __post_init__(self) -> None:
+        self.xyxy = _boxes(self.xyxy, "xyxy", self.file_name)
+        n = len(self.xyxy)
+        self.category = list(self.category)
+        if len(self.category) != n:
+            raise ValueError(f"{self.file_name}: {n} boxes but {len(self.category)} categories")
+        if self.scores is not None:
+            scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
+            if len(scores) != n:
+                raise ValueError(f"{self.file_name}: {n} boxes but {len(scores)} scores")
+            self.scores = scores
+        if self.xywh is not None:
+            self.xywh = _boxes(self.xywh, "xywh", self.file_name)
+            if len(self.xywh) != n:
+                raise ValueError(f"{self.file_name}: {n} boxes but {len(self.xywh)} xywh rows")
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+
+@dataclass(eq=False)
+class AnnotationSet:
+    """The content of one annotation file or folder.
+
+    Attributes:
+        categories: every category named in the file, in file order, including
+            those with no boxes.
+        images: one record per image, in file order (images with no boxes too).
+        path: the file or folder read, or ``None``.
+        warnings: human-readable notes about what was skipped (e.g. COCO crowd boxes).
+        category_ids: category name -> id in the source file (COCO), else empty.
+            COCO writers reuse these ids when they cover every category.
+    """
+
+    categories: list[str]
+    images: list[AnnotatedImage]
+    path: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+    category_ids: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def num_boxes(self) -> int:
+        """Total number of boxes over all images."""
+        return sum(len(im) for im in self.images)
+
+    def image(self, file_name: str) -> AnnotatedImage:
+        """The record of ``file_name``; ``KeyError`` if absent."""
+        for im in self.images:
+            if im.file_name == file_name:
+                return im
+        raise KeyError(file_name)
+
+
+def _boxes(value: object, name: str, file_name: str) -> FloatArray:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.size == 0:
+        arr = arr.reshape(0, 4)
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"{file_name}: {name} must have shape (N, 4), got {arr.shape}")
+    return arr
