@@ -16,6 +16,7 @@ from deepblock_nb.errors import (
     CategoryError,
     DecompressionBombError,
     DeepBlockError,
+    EvaluationError,
     FormatError,
     ImageReadError,
     JobError,
@@ -26,6 +27,7 @@ from deepblock_nb.errors import (
     ProjectNotFoundError,
     RecordNotFoundError,
     UnsupportedFormatError,
+    WindowError,
 )
 
 __version__ = "0.1.0"
@@ -36,6 +38,7 @@ __all__ = [
     "DecompressionBombError",
     "DeepBlockError",
     "Detections",
+    "EvaluationError",
     "FormatError",
     "ImageReadError",
     "JobError",
@@ -48,6 +51,7 @@ __all__ = [
     "ProjectNotFoundError",
     "RecordNotFoundError",
     "UnsupportedFormatError",
+    "WindowError",
     "metrics",
     "open_image",
 ]

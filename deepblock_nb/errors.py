@@ -89,3 +89,11 @@ class JobError(DeepBlockError):
 
 class ModelError(DeepBlockError):
     """A model preset is unknown, or a checkpoint or weights file cannot be used."""
+
+
+class WindowError(DeepBlockError, ValueError):
+    """A ``read_region`` window is empty or not fully inside the image level."""
+
+
+class EvaluationError(DeepBlockError, ValueError):
+    """The inputs of an evaluation are inconsistent (lengths, missing scores, bad boxes)."""

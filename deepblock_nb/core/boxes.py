@@ -1,0 +1,200 @@
+"""Vectorised box operations (numpy only).
+
+Boxes are ``xyxy`` float arrays of shape ``(N, 4)`` in pixels, origin top-left,
+y down; a box over pixel columns 0..9 has ``x1 = 0, x2 = 10``. ``xywh`` is
+``x, y, width, height`` (COCO). Functions never modify their arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "box_area",
+    "box_ioa",
+    "box_ios",
+    "box_iou",
+    "clip_boxes",
+    "nmm",
+    "nms",
+    "valid_boxes",
+    "xywh_to_xyxy",
+    "xyxy_to_xywh",
+]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+def _as_boxes(boxes: npt.ArrayLike, name: str = "boxes") -> FloatArray:
+    arr = np.asarray(boxes, dtype=np.float64)
+    if arr.size == 0:
+        return arr.reshape(0, 4)
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"{name} must have shape (N, 4), got {arr.shape}")
+    return arr
+
+
+def xywh_to_xyxy(xywh: npt.ArrayLike) -> FloatArray:
+    """``(N, 4)`` ``x, y, w, h`` -> ``(N, 4)`` ``x1, y1, x2, y2``."""
+    b = _as_boxes(xywh, "xywh")
+    return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
+
+
+def xyxy_to_xywh(xyxy: npt.ArrayLike) -> FloatArray:
+    """``(N, 4)`` ``x1, y1, x2, y2`` -> ``(N, 4)`` ``x, y, w, h``."""
+    b = _as_boxes(xyxy, "xyxy")
+    return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
+
+
+def box_area(xyxy: npt.ArrayLike) -> FloatArray:
+    """``(N,)`` areas in square pixels; inverted boxes count as 0."""
+    b = _as_boxes(xyxy, "xyxy")
+    return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+
+
+def valid_boxes(xyxy: npt.ArrayLike, image_wh: Sequence[float] | None = None) -> BoolArray:
+    """``(N,)`` mask of finite boxes with ``x2 > x1`` and ``y2 > y1``.
+
+    With ``image_wh``, a box must also lie inside ``[0, w] x [0, h]``.
+    """
+    b = _as_boxes(xyxy, "xyxy")
+    ok = np.isfinite(b).all(axis=1) & (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+    if image_wh is not None:
+        w, h = image_wh
+        ok &= (b[:, 0] >= 0) & (b[:, 1] >= 0) & (b[:, 2] <= w) & (b[:, 3] <= h)
+    return ok
+
+
+def clip_boxes(xyxy: npt.ArrayLike, image_wh: Sequence[float]) -> FloatArray:
+    """Clip ``(N, 4)`` boxes to ``[0, w] x [0, h]``; returns a new ``(N, 4)`` array."""
+    b = _as_boxes(xyxy, "xyxy")
+    w, h = image_wh
+    return np.clip(b, 0.0, np.array([w, h, w, h], dtype=np.float64))
+
+
+def _intersection(a: FloatArray, b: FloatArray) -> FloatArray:
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])  # [N,M,2]
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])  # [N,M,2]
+    wh = np.clip(rb - lt, 0.0, None)  # [N,M,2]
+    return wh[..., 0] * wh[..., 1]  # type: ignore[no-any-return]
+
+
+def _safe_div(num: FloatArray, den: FloatArray) -> FloatArray:
+    out = np.zeros_like(num)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
+    """Intersection over union, ``(N, 4), (M, 4) -> (N, M)``; 0 where the union is empty."""
+    a_, b_ = _as_boxes(a, "a"), _as_boxes(b, "b")
+    inter = _intersection(a_, b_)
+    union = box_area(a_)[:, None] + box_area(b_)[None, :] - inter  # [N,M]
+    return _safe_div(inter, union)
+
+
+def box_ios(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
+    """Intersection over the smaller of the two areas, ``(N, 4), (M, 4) -> (N, M)``."""
+    a_, b_ = _as_boxes(a, "a"), _as_boxes(b, "b")
+    inter = _intersection(a_, b_)
+    smaller = np.minimum(box_area(a_)[:, None], box_area(b_)[None, :])  # [N,M]
+    return _safe_div(inter, smaller)
+
+
+def box_ioa(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
+    """Intersection over the area of each box of ``a``, ``(N, 4), (M, 4) -> (N, M)``."""
+    a_, b_ = _as_boxes(a, "a"), _as_boxes(b, "b")
+    inter = _intersection(a_, b_)
+    return _safe_div(inter, np.broadcast_to(box_area(a_)[:, None], inter.shape).copy())
+
+
+def _overlap(xyxy: FloatArray, metric: str) -> FloatArray:
+    if metric == "iou":
+        return box_iou(xyxy, xyxy)
+    if metric == "ios":
+        return box_ios(xyxy, xyxy)
+    raise ValueError(f"metric must be 'iou' or 'ios', got {metric!r}")
+
+
+def _groups(
+    xyxy: FloatArray,
+    scores: FloatArray,
+    class_id: IntArray | None,
+    threshold: float,
+    metric: str,
+) -> list[tuple[int, IntArray]]:
+    """Greedy grouping by descending score: ``(kept index, indices it absorbs)``."""
+    order = np.argsort(-scores, kind="stable")
+    over = _overlap(xyxy, metric) > threshold  # [N,N]
+    if class_id is not None:
+        over &= class_id[:, None] == class_id[None, :]
+    alive = np.ones(len(xyxy), dtype=bool)
+    groups: list[tuple[int, IntArray]] = []
+    for i in order:
+        if not alive[i]:
+            continue
+        members = np.flatnonzero(over[i] & alive)
+        members = members[members != i]
+        alive[members] = False
+        alive[i] = False
+        groups.append((int(i), members.astype(np.int64)))
+    return groups
+
+
+def nms(
+    xyxy: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    threshold: float = 0.5,
+    class_id: npt.ArrayLike | None = None,
+    metric: str = "iou",
+) -> IntArray:
+    """Greedy non-maximum suppression; ``(K,)`` kept indices by descending score.
+
+    Args:
+        xyxy: ``(N, 4)`` boxes.
+        scores: ``(N,)`` confidences.
+        threshold: a box is suppressed when its overlap with a kept one exceeds this.
+        class_id: ``(N,)``; when given, only boxes of the same class suppress each other.
+        metric: ``"iou"`` or ``"ios"`` (intersection over the smaller box).
+    """
+    b = _as_boxes(xyxy, "xyxy")
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    cls = None if class_id is None else np.asarray(class_id, dtype=np.int64).reshape(-1)
+    if len(b) == 0:
+        return np.zeros(0, np.int64)
+    return np.array([i for i, _ in _groups(b, s, cls, threshold, metric)], dtype=np.int64)
+
+
+def nmm(
+    xyxy: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    threshold: float = 0.5,
+    class_id: npt.ArrayLike | None = None,
+    metric: str = "ios",
+) -> tuple[FloatArray, FloatArray, IntArray]:
+    """Greedy non-maximum merging (as for boxes cut by tile borders).
+
+    Like :func:`nms`, but each kept box becomes the union (enclosing box) of the
+    boxes it absorbs, keeping the highest score.
+
+    Returns:
+        ``(K, 4)`` merged boxes, ``(K,)`` scores, ``(K,)`` index of the top box of each group.
+    """
+    b = _as_boxes(xyxy, "xyxy")
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    cls = None if class_id is None else np.asarray(class_id, dtype=np.int64).reshape(-1)
+    if len(b) == 0:
+        return np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64)
+    groups = _groups(b, s, cls, threshold, metric)
+    keep = np.array([i for i, _ in groups], dtype=np.int64)
+    merged = b[keep].copy()
+    for row, (_, members) in enumerate(groups):
+        if len(members):
+            allb = b[np.append(members, keep[row])]
+            merged[row] = [allb[:, 0].min(), allb[:, 1].min(), allb[:, 2].max(), allb[:, 3].max()]
+    return merged, s[keep], keep

@@ -1,0 +1,103 @@
+"""Conversion of decoded samples to 8-bit RGB.
+
+Rules (the same for every format):
+
+- Sample values are scaled by their data type's range: ``uint8`` as is,
+  ``uint16`` keeps its high byte (``v >> 8``), wider unsigned integers keep their
+  top 8 bits, signed integers are shifted to unsigned first, floats are taken as
+  ``0..1`` (clipped) and booleans as 0/255.
+- Greyscale (one sample) is repeated on three channels; "min is white" greyscale
+  is inverted first.
+- Palette images are expanded through their colour map (16-bit maps keep the high byte).
+- CMYK: ``R = (255 - C) * (255 - K) / 255`` and likewise for G (M) and B (Y).
+- An alpha sample is composited on white (straight or premultiplied alpha).
+- Extra samples beyond colour and alpha are ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Photometric", "scale_to_uint8", "to_rgb8"]
+
+Photometric = Literal["grey", "grey_inverted", "rgb", "palette", "cmyk"]
+AlphaKind = Literal["none", "straight", "premultiplied"]
+U8 = npt.NDArray[np.uint8]
+
+
+def scale_to_uint8(arr: npt.NDArray[np.generic]) -> U8:
+    """Scale any numeric array to ``uint8`` by its data type's range (see module rules)."""
+    dt = arr.dtype
+    if dt == np.uint8:
+        return arr  # type: ignore[return-value]
+    if dt == np.bool_:
+        return arr.astype(np.uint8) * np.uint8(255)  # type: ignore[no-any-return]
+    if np.issubdtype(dt, np.unsignedinteger):
+        return np.right_shift(arr, 8 * dt.itemsize - 8).astype(np.uint8)  # type: ignore[call-overload,no-any-return]
+    if np.issubdtype(dt, np.signedinteger):
+        bits = 8 * dt.itemsize
+        shifted = arr.astype(np.int64) + (1 << (bits - 1))
+        return (shifted >> (bits - 8)).astype(np.uint8)
+    if np.issubdtype(dt, np.floating):
+        out = np.clip(np.nan_to_num(arr.astype(np.float32, copy=False)), 0.0, 1.0) * 255.0
+        return np.rint(out).astype(np.uint8)
+    raise ValueError(f"cannot convert samples of type {dt} to 8-bit")
+
+
+def _composite_on_white(rgb: U8, alpha: U8, premultiplied: bool) -> U8:
+    a = alpha[..., None].astype(np.uint16)  # [H,W,1]
+    c = rgb.astype(np.uint16)
+    if premultiplied:
+        out = np.minimum(c + (255 - a), 255)
+    else:
+        out = (c * a + 255 * (255 - a) + 127) // 255
+    return out.astype(np.uint8)
+
+
+def to_rgb8(
+    arr: npt.NDArray[np.generic],
+    photometric: Photometric,
+    *,
+    alpha: AlphaKind = "none",
+    colormap: npt.NDArray[np.generic] | None = None,
+) -> U8:
+    """Convert ``(H, W)`` or ``(H, W, C)`` samples to ``(H, W, 3)`` uint8 RGB.
+
+    Args:
+        arr: decoded samples; the last axis holds the samples of one pixel.
+        photometric: how the colour samples are to be read.
+        alpha: whether the sample after the colour samples is alpha, and which kind.
+        colormap: ``(N, 3)`` palette for ``"palette"`` images (uint8 or uint16).
+    """
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3:
+        raise ValueError(f"expected (H, W) or (H, W, C) samples, got shape {arr.shape}")
+    nc = arr.shape[2]
+    if photometric == "palette":
+        if colormap is None:
+            raise ValueError("a palette image needs a colour map")
+        cmap = scale_to_uint8(np.asarray(colormap))
+        idx = np.clip(arr[..., 0].astype(np.intp), 0, len(cmap) - 1)
+        return cmap[idx]  # type: ignore[no-any-return]
+    colour_n = {"grey": 1, "grey_inverted": 1, "rgb": 3, "cmyk": 4}[photometric]
+    if nc < colour_n:
+        if photometric == "rgb" and nc in (1, 2):
+            photometric, colour_n = "grey", 1
+        else:
+            raise ValueError(f"{photometric} needs {colour_n} samples per pixel, got {nc}")
+    v = scale_to_uint8(arr[..., : colour_n + (1 if alpha != "none" and nc > colour_n else 0)])
+    if photometric in ("grey", "grey_inverted"):
+        g = v[..., 0] if photometric == "grey" else 255 - v[..., 0]
+        rgb = np.repeat(g[..., None], 3, axis=2)
+    elif photometric == "rgb":
+        rgb = np.ascontiguousarray(v[..., :3])
+    else:  # cmyk
+        k = 255 - v[..., 3:4].astype(np.uint16)  # [H,W,1]
+        rgb = (((255 - v[..., :3].astype(np.uint16)) * k + 127) // 255).astype(np.uint8)
+    if alpha != "none" and nc > colour_n:
+        return _composite_on_white(rgb, v[..., colour_n], alpha == "premultiplied")
+    return rgb

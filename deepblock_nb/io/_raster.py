@@ -1,0 +1,261 @@
+"""Formats without random access: PNG/APNG, JPEG, GIF, ICO, BMP, JPEG 2000, WebP, SVG.
+
+Pixels are decoded once, on the first read, as 8-bit RGB. With a cache folder
+the decoded array is written there (``_cache``) and memory-mapped; without one a
+small image stays in memory and a large one is spilled to a private temporary
+file. Overviews of a JPEG use the decoder's draft mode and of a JPEG 2000 its
+resolution reduction, so they never need the full decode. Uncompressed 24/32-bit
+BMPs are memory-mapped directly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from deepblock_nb.errors import DecompressionBombError, ImageReadError
+from deepblock_nb.io import _cache
+from deepblock_nb.io._base import ImageInfo, ImageSource, _fit, _resize, check_pixels
+from deepblock_nb.io._checks import parse_bmp_header
+from deepblock_nb.io._convert import scale_to_uint8, to_rgb8
+from deepblock_nb.io._svg import render_svg, svg_size
+
+__all__ = ["BmpSource", "DecodedSource", "open_pillow", "pillow_rgb", "probe_pillow", "probe_svg"]
+
+U8 = npt.NDArray[np.uint8]
+
+# Decoded arrays larger than this are not kept in memory without a cache folder.
+IN_MEMORY_MAX_BYTES = 256 * 1024 * 1024
+
+_DTYPES = {"1": "bool", "I;16": "uint16", "I;16L": "uint16", "I;16B": "uint16", "I;16N": "uint16"}
+_DTYPES.update({"I": "int32", "F": "float32"})
+
+
+def open_pillow(path: Path, fmt: str) -> Image.Image:
+    """``Image.open`` with Pillow's own pixel limit kept, errors mapped to ours.
+
+    Pillow warns (``DecompressionBombWarning``) above ``MAX_IMAGE_PIXELS`` and
+    refuses above twice that; the refusal becomes ``DecompressionBombError``.
+    """
+    try:
+        return Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise DecompressionBombError(
+            f"{path}: {exc} (Pillow's limit PIL.Image.MAX_IMAGE_PIXELS applies to {fmt.upper()} files; "
+            "raise it only for files you trust)",
+            path,
+        ) from exc
+    except Image.UnidentifiedImageError as exc:
+        raise ImageReadError(f"{path}: not a {fmt.upper()} image Pillow can read", path) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageReadError(f"{path}: corrupt {fmt.upper()} header ({exc})", path) from exc
+
+
+def probe_pillow(path: Path, fmt: str, max_pixels: float | None) -> ImageInfo:
+    """Header-only probe through Pillow (``Image.open`` does not decode pixels)."""
+    with open_pillow(path, fmt) as im:
+        w, h = im.size
+        check_pixels(path, w, h, max_pixels)
+        mode = im.mode
+        bands = len(im.getbands())
+    return ImageInfo(w, h, fmt, mode, _DTYPES.get(mode, "uint8"), bands, ((w, h),))
+
+
+def probe_svg(path: Path, max_pixels: float | None) -> ImageInfo:
+    w, h = svg_size(path)
+    check_pixels(path, w, h, max_pixels)
+    return ImageInfo(w, h, "svg", "RGBA", "uint8", 4, ((w, h),))
+
+
+def pillow_rgb(im: Image.Image) -> U8:
+    """Decoded pixels of a Pillow image as ``(H, W, 3)`` uint8 (rules in ``_convert``)."""
+    mode = im.mode
+    if (mode == "P" and "transparency" in im.info) or mode == "PA":
+        im, mode = im.convert("RGBA"), "RGBA"
+    if mode in ("RGBa", "La"):
+        premult = to_rgb8(np.asarray(im), "rgb" if mode == "RGBa" else "grey", alpha="premultiplied")
+        return premult
+    if mode in ("RGBA", "LA"):
+        return to_rgb8(np.asarray(im), "rgb" if mode == "RGBA" else "grey", alpha="straight")
+    if mode.startswith("I;16"):
+        return to_rgb8(np.asarray(im).astype(np.uint16), "grey")
+    if mode == "I":  # Pillow's 32-bit mode holds 16-bit samples in practice
+        return to_rgb8(np.clip(np.asarray(im), 0, 65535).astype(np.uint16), "grey")
+    if mode == "F":
+        return to_rgb8(np.asarray(im), "grey")
+    if mode in ("L", "1"):
+        return to_rgb8(scale_to_uint8(np.asarray(im)), "grey")
+    if mode == "CMYK":
+        return to_rgb8(np.asarray(im), "cmyk")
+    return np.asarray(im.convert("RGB"))
+
+
+class DecodedSource(ImageSource):
+    """An image decoded whole on first use, then read by slicing (see module docstring)."""
+
+    def __init__(
+        self,
+        path: Path,
+        fmt: str,
+        size: tuple[int, int],
+        decode: Callable[[], U8],
+        cache_dir: Path | None,
+        fast_overview: Callable[[int, int], U8 | None] | None = None,
+    ) -> None:
+        super().__init__(path, [size], fmt)
+        self._decode = decode
+        self._cache_dir = cache_dir  # decoded pixels go here; overviews are sliced from them
+        self._fast_overview = fast_overview
+        self._pixels: U8 | None = None
+        self._temp: Path | None = None
+
+    def pixels(self) -> U8:
+        """The whole decoded image ``(H, W, 3)`` uint8 (memory map or array)."""
+        with self._lock:
+            if self._pixels is not None:
+                return self._pixels
+            if self._closed:
+                raise ImageReadError(f"{self.path}: the image source is closed", self.path)
+            cached = None
+            if self._cache_dir is not None:
+                target = _cache.cache_path(self._cache_dir, self.path)
+                cached = _cache.load_cached(target)
+                if cached is not None and cached.shape[:2] != (self.height, self.width):
+                    cached = None
+            if cached is None:
+                rgb = self._decode()
+                if rgb.shape != (self.height, self.width, 3):
+                    raise ImageReadError(
+                        f"{self.path}: decoded to {rgb.shape[1]} x {rgb.shape[0]} pixels but the header "
+                        f"says {self.width} x {self.height}",
+                        self.path,
+                    )
+                if self._cache_dir is not None:
+                    cached = _cache.write_cached(_cache.cache_path(self._cache_dir, self.path), rgb)
+                elif rgb.nbytes > IN_MEMORY_MAX_BYTES:
+                    cached, self._temp = _cache.spill_to_temp(rgb)
+                else:
+                    cached = rgb
+            self._pixels = cached
+            return cached
+
+    def _read(self, level: int, x: int, y: int, w: int, h: int) -> U8:
+        return np.array(self.pixels()[y : y + h, x : x + w])
+
+    def overview(self, max_side: int) -> U8:
+        if self._pixels is None and self._fast_overview is not None and max_side >= 1:
+            ow, oh = _fit(self.width, self.height, max_side)
+            small = self._fast_overview(ow, oh)
+            if small is not None:
+                return _resize(small, ow, oh)
+        return super().overview(max_side)
+
+    def close(self) -> None:
+        with self._lock:
+            super().close()
+            self._pixels = None
+            if self._temp is not None:
+                self._temp.unlink(missing_ok=True)
+                self._temp = None
+
+
+def decoder_for(path: Path, fmt: str) -> Callable[[], U8]:
+    """A function decoding the whole image (first frame, largest icon) to RGB."""
+    if fmt == "svg":
+        w, h = svg_size(path)
+        return lambda: render_svg(path, w, h)
+
+    def decode() -> U8:
+        with open_pillow(path, fmt) as im:
+            try:
+                im.seek(0)
+                im.load()
+                return pillow_rgb(im)
+            except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+                raise ImageReadError(f"{path}: cannot decode the {fmt.upper()} pixels ({exc})", path) from exc
+
+    return decode
+
+
+def fast_overview_for(path: Path, fmt: str) -> Callable[[int, int], U8 | None] | None:
+    """A reduced-resolution decoder for JPEG (draft) and JPEG 2000 (reduce), else None."""
+    if fmt == "jpeg":
+
+        def jpeg(ow: int, oh: int) -> U8 | None:
+            with open_pillow(path, fmt) as im:
+                if im.mode not in ("RGB", "L", "CMYK", "YCbCr"):
+                    return None
+                im.draft("RGB" if im.mode != "CMYK" else "CMYK", (ow, oh))
+                try:
+                    im.load()
+                except OSError as exc:
+                    raise ImageReadError(f"{path}: cannot decode the JPEG ({exc})", path) from exc
+                return pillow_rgb(im)
+
+        return jpeg
+    if fmt in ("jp2", "j2k"):
+
+        def jp2(ow: int, oh: int) -> U8 | None:
+            with open_pillow(path, fmt) as im:
+                w, _ = im.size
+                factor = max(0, math.floor(math.log2(max(1.0, w / ow))))
+                im.reduce = min(factor, 5)  # type: ignore[method-assign,assignment]
+                try:
+                    im.load()
+                except OSError as exc:
+                    raise ImageReadError(f"{path}: cannot decode the JPEG 2000 ({exc})", path) from exc
+                return pillow_rgb(im)
+
+        return jp2
+    return None
+
+
+class BmpSource(ImageSource):
+    """An uncompressed 24- or 32-bit BMP memory-mapped (no decode at all)."""
+
+    def __init__(self, path: Path, hdr: dict[str, int]) -> None:
+        w, h = hdr["width"], abs(hdr["height"])
+        super().__init__(path, [(w, h)], "bmp")
+        self._bpp = hdr["bpp"] // 8
+        self._bottom_up = hdr["height"] > 0
+        stride = ((w * hdr["bpp"] + 31) // 32) * 4
+        self._map: np.memmap | None = np.memmap(path, np.uint8, "r", offset=hdr["offset"], shape=(h, stride))
+
+    @staticmethod
+    def supports(hdr: dict[str, int]) -> bool:
+        return hdr["compression"] == 0 and hdr["bpp"] in (24, 32) and hdr["width"] > 0 and hdr["height"] != 0
+
+    def _read(self, level: int, x: int, y: int, w: int, h: int) -> U8:
+        assert self._map is not None
+        if self._bottom_up:
+            top = self.height - y
+            rows = self._map[top - h : top][::-1]
+        else:
+            rows = self._map[y : y + h]
+        px = rows[:, x * self._bpp : (x + w) * self._bpp].reshape(h, w, self._bpp)
+        return np.ascontiguousarray(px[..., 2::-1])  # BGR(X) -> RGB; BI_RGB has no alpha
+
+    def close(self) -> None:
+        with self._lock:
+            super().close()
+            self._map = None
+
+
+def open_raster(path: Path, fmt: str, info: ImageInfo, cache_dir: Path | None) -> ImageSource:
+    """An ``ImageSource`` for a format without random access."""
+    if fmt == "bmp":
+        with path.open("rb") as f:
+            try:
+                hdr = parse_bmp_header(f.read(64))
+            except ValueError as exc:
+                raise ImageReadError(f"{path}: corrupt BMP header ({exc})", path) from exc
+        if BmpSource.supports(hdr):
+            return BmpSource(path, hdr)
+    return DecodedSource(
+        path, fmt, (info.width, info.height), decoder_for(path, fmt), cache_dir, fast_overview_for(path, fmt)
+    )

@@ -1,0 +1,175 @@
+"""Image sources: random access to any image as 8-bit RGB, in bounded memory.
+
+``probe_image(path) -> ImageInfo`` reads headers only (never pixels) and rejects
+missing, empty, non-image, truncated and oversized files. ``open_image(path) ->
+ImageSource`` gives ``read_region(x, y, w, h, level)`` and ``overview(max_side)``.
+
+Formats, recognised by their content (not their file name):
+
+- TIFF, BigTIFF, OME-TIFF, pyramidal TIFF: a window decodes only the tiles or
+  strips it touches; uncompressed images are memory-mapped; pyramid levels are
+  exposed as ``levels`` and used for overviews (``_tiff``).
+- PNG (first frame of an APNG), JPEG, GIF (first frame), ICO (largest icon),
+  BMP, JPEG 2000, WebP and SVG (rasterised by resvg at its own size): decoded
+  once, then cached as a memory map under ``cache_dir`` when given (``_raster``).
+
+Conversion to 8-bit RGB (``_convert``): 16-bit samples keep their high byte,
+floats are read as 0..1, greyscale is repeated on three channels, palettes are
+expanded, CMYK is converted with ``(255 - C) * (255 - K) / 255``, and alpha is
+composited on white.
+
+Windows must lie fully inside the level and be non-empty; anything else raises
+``WindowError`` (a ``ValueError``). Decoded tiles are kept in one LRU shared by
+all sources (``set_tile_cache_bytes``). Sources are safe to read from several
+threads at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deepblock_nb.errors import ImageReadError, UnsupportedFormatError
+from deepblock_nb.io import _checks
+from deepblock_nb.io._base import ImageInfo, ImageSource, WindowError
+from deepblock_nb.io._lru import DEFAULT_TILE_CACHE_BYTES, TileLRU, shared_tile_cache
+from deepblock_nb.io._raster import open_raster, probe_pillow, probe_svg
+from deepblock_nb.io._tiff import TiffSource, probe_tiff
+
+__all__ = [
+    "DEFAULT_TILE_CACHE_BYTES",
+    "MAX_PIXELS",
+    "SUPPORTED_FORMATS",
+    "ImageInfo",
+    "ImageSource",
+    "WindowError",
+    "clear_tile_cache",
+    "detect_format",
+    "open_image",
+    "probe_image",
+    "set_tile_cache_bytes",
+]
+
+#: Largest image (width x height) our own readers accept (TIFF, SVG). Formats
+#: opened through Pillow are in addition limited by ``PIL.Image.MAX_IMAGE_PIXELS``.
+MAX_PIXELS: float = 4e10
+
+SUPPORTED_FORMATS = ("tiff", "png", "jpeg", "gif", "bmp", "ico", "jp2", "j2k", "webp", "svg")
+
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"II+\x00", "tiff"),
+    (b"MM\x00+", "tiff"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"BM", "bmp"),
+    (b"\x00\x00\x01\x00", "ico"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "jp2"),
+    (b"\xff\x4f\xff\x51", "j2k"),
+)
+
+
+def _resolve(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise ImageReadError(f"{p}: no such file", p)
+    if not p.is_file():
+        raise ImageReadError(f"{p}: not a file", p)
+    if p.stat().st_size == 0:
+        raise ImageReadError(f"{p}: the file is empty", p)
+    return p
+
+
+def detect_format(path: str | Path) -> str:
+    """The image format of a file from its first bytes (one of ``SUPPORTED_FORMATS``).
+
+    Raises:
+        ImageReadError: the file is missing, empty, or not an image we know.
+    """
+    p = _resolve(path)
+    with p.open("rb") as f:
+        head = f.read(1024)
+    for magic, fmt in _MAGIC:
+        if head.startswith(magic):
+            return fmt
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text.startswith(b"<") and b"<svg" in head:
+        return "svg"
+    if head[4:8] in (b"ftyp",) or head.startswith(b"8BPS") or head.startswith(b"\x1aE\xdf\xa3"):
+        raise UnsupportedFormatError(f"{p}: this image or video container is not supported", p)
+    raise ImageReadError(
+        f"{p}: not an image (unrecognised content; supported: {', '.join(SUPPORTED_FORMATS)})", p
+    )
+
+
+def probe_image(path: str | Path, max_pixels: float | None = None) -> ImageInfo:
+    """Size, format and layout of an image from its headers; pixels are never decoded.
+
+    Also checks cheaply that the file is complete (PNG ends with IEND, JPEG with
+    EOI, TIFF segments lie inside the file, BMP pixel data fits, ...).
+
+    Args:
+        path: the image file.
+        max_pixels: pixel limit; defaults to ``MAX_PIXELS``.
+
+    Raises:
+        ImageReadError: missing, empty, not an image, truncated, or a corrupt header.
+        UnsupportedFormatError: an image format or compression that cannot be decoded.
+        DecompressionBombError: more pixels than the limit.
+    """
+    p = _resolve(path)
+    fmt = detect_format(p)
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    if fmt == "tiff":
+        return probe_tiff(p, limit)
+    if fmt == "svg":
+        return probe_svg(p, limit)
+    info = probe_pillow(p, fmt, limit)
+    _checks.check_complete(p, fmt)
+    return info
+
+
+def open_image(
+    path: str | Path,
+    cache_dir: str | Path | None = None,
+    cache_bytes: int | None = None,
+    max_pixels: float | None = None,
+) -> ImageSource:
+    """Open an image for windowed reading as 8-bit RGB.
+
+    Args:
+        path: the image file (never modified).
+        cache_dir: folder for derived data, deletable and rebuilt on demand: the
+            decoded pixels of formats without random access (PNG, JPEG, ...) and
+            a 2048-px overview of large TIFFs without a pyramid.
+        cache_bytes: ``None`` shares the module-wide decoded-tile LRU; a number
+            gives this source a private LRU of that many bytes (0: no caching).
+        max_pixels: pixel limit; defaults to ``MAX_PIXELS``.
+
+    Returns:
+        An ``ImageSource`` (a context manager; ``close()`` releases the file).
+    """
+    p = _resolve(path)
+    fmt = detect_format(p)
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    if fmt == "tiff":
+        lru = shared_tile_cache if cache_bytes is None else TileLRU(cache_bytes)
+        source = TiffSource(p, limit, lru)
+        source.cache_dir = None if cache_dir is None else Path(cache_dir)
+        return source
+    info = probe_svg(p, limit) if fmt == "svg" else probe_pillow(p, fmt, limit)
+    return open_raster(p, fmt, info, None if cache_dir is None else Path(cache_dir))
+
+
+def set_tile_cache_bytes(max_bytes: int) -> None:
+    """Set the byte budget of the decoded-tile LRU shared by all sources."""
+    shared_tile_cache.max_bytes = max_bytes
+
+
+def clear_tile_cache() -> None:
+    """Drop every decoded tile held by the shared LRU."""
+    shared_tile_cache.clear()
