@@ -34,6 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnnotationError",
+    "App",
     "CategoryError",
     "DecompressionBombError",
     "DeepBlockError",
@@ -62,6 +63,7 @@ _LAZY = {
     "JobStatus": ("deepblock_nb.jobs", "JobStatus"),
     "open_image": ("deepblock_nb.io.images", "open_image"),
     "metrics": ("deepblock_nb.metrics", None),
+    "App": ("deepblock_nb.widgets", "App"),
 }
 
 if TYPE_CHECKING:
@@ -70,6 +72,7 @@ if TYPE_CHECKING:
     from deepblock_nb.io.images import open_image
     from deepblock_nb.jobs import JobStatus
     from deepblock_nb.project import Project
+    from deepblock_nb.widgets import App
 
 
 def __getattr__(name: str) -> Any:

@@ -69,6 +69,7 @@ class Job:
         self.ended: float | None = None
         self._history_rows: list[dict[str, Any]] = []
         self._history_cache: pd.DataFrame | None = None
+        self._thread: threading.Thread | None = None
         self._callbacks: dict[str, list[Callback]] = {e: [] for e in self._EVENTS}
 
     # -- state seen by users -------------------------------------------------
@@ -117,6 +118,8 @@ class Job:
 
         With ``raise_on_error`` a failed job re-raises its error wrapped in JobError.
         """
+        if threading.current_thread() is self._thread:
+            return self  # a callback on the worker thread must not wait for itself
         if not self._done.wait(timeout):
             return self
         if raise_on_error and self._status is JobStatus.FAILED:
@@ -177,10 +180,12 @@ class Job:
 
     def _run(self) -> None:
         with self._lock:
+            self._thread = threading.current_thread()
             if self._stop.is_set():  # stopped while queued
                 self._finish(JobStatus.STOPPED, "stopped before it started")
                 return
             self.started = time.time()
+            self._thread = threading.current_thread()
             self._set_status(JobStatus.RUNNING)
             self.message = "running"
         try:
@@ -201,8 +206,12 @@ class Job:
             self.ended = time.time()
             self.message = message
             self._set_status(status)
+        try:
+            self._fire("done")
+        finally:
+            # set last: wait() returns only after the "done" callbacks ran, so a
+            # caller that waits and then closes the project never races them
             self._done.set()
-        self._fire("done")
 
 
 class JobQueue:
@@ -252,6 +261,15 @@ class JobQueue:
     def stop_all(self) -> None:
         for job in self.jobs:
             job.stop()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until every submitted job has ended; False if ``timeout`` ran out first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for job in self.jobs:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            if not job.wait(left).done:
+                return False
+        return True
 
     def _loop(self) -> None:
         while True:

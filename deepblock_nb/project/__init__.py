@@ -3,6 +3,9 @@
 Every widget action and every cell call goes through these methods.
 """
 
+import importlib
+from typing import Any
+
 from deepblock_nb.project._annotations import AnnotationIOMixin, ImportReport
 from deepblock_nb.project._core import ProjectCore
 from deepblock_nb.project._prediction import PredictionMixin
@@ -25,3 +28,7 @@ class Project(TrainingMixin, PredictionMixin, AnnotationIOMixin, ProjectCore):
     before it. The object is safe to use from cells and background jobs at once.
     """
 
+    def app(self) -> Any:
+        """The whole workbench in one widget: Preprocess, Divide, Train, Evaluate, Predict."""
+        # imported by name: the widgets layer sits above the project
+        return importlib.import_module("deepblock_nb.widgets").App(self)

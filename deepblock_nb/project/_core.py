@@ -88,9 +88,11 @@ class ProjectCore:
             (path / sub).mkdir(exist_ok=True)
         return cls(path, Database(db_path))
 
-    def close(self) -> None:
-        """Stop running jobs and close the database connections."""
+    def close(self, timeout: float = 60.0) -> None:
+        """Stop running jobs (each ends within one batch, keeping its work), wait for
+        them up to ``timeout`` seconds, then close the database connections."""
         self._jobs.stop_all()
+        self._jobs.wait_idle(timeout)
         self._db.close()
 
     def __enter__(self) -> Any:

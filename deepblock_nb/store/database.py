@@ -13,7 +13,6 @@ import json
 import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,8 +35,7 @@ class Database:
         self.path = Path(path)
         self._local = threading.local()
         self._write_lock = threading.RLock()
-        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._all: list[sqlite3.Connection] = []
+        self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._closed = False
         if not create and not self.path.is_file():
             raise ProjectError(f"{self.path}: no project database here")
@@ -73,7 +71,7 @@ class Database:
             cx = self._connect()
             self._local.cx = cx
             with self._write_lock:
-                self._all.append(cx)
+                self._all.append((threading.current_thread(), cx))
         return cx
 
     @contextlib.contextmanager
@@ -102,13 +100,19 @@ class Database:
         return None if row is None else row[0]
 
     def close(self) -> None:
+        """Close the connections of this thread and of ended threads; refuse further use.
+
+        A connection another live thread may be using right now is not closed under
+        it (that could crash the interpreter): it is released when its thread ends.
+        """
         self._closed = True
         with self._write_lock:
-            for cx in self._all:
-                with contextlib.suppress(Exception):
-                    cx.close()
+            me = threading.current_thread()
+            for thread, cx in self._all:
+                if thread is me or not thread.is_alive():
+                    with contextlib.suppress(Exception):
+                        cx.close()
             self._all.clear()
-        self._local = threading.local()
 
     def _migrate(self, create: bool) -> None:
         with self.write() as cx:

@@ -1,0 +1,274 @@
+"""ImageView: one project image on an ipycanvas MultiCanvas with pan and zoom.
+
+Layers: 0 the image pixels, 1 overlays (boxes, grid lines), 2 interaction
+(the rubber band while drawing). Only the visible part of the image is read, at
+the coarsest resolution that fills the canvas: the overview while zoomed out,
+``read_region`` on a pyramid level when zoomed in. Never the whole full-resolution
+image.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from ipycanvas import MultiCanvas, hold_canvas
+from PIL import Image
+
+from deepblock_nb.widgets._util import DRAW_LOCK
+from deepblock_nb.widgets._viewport import Viewport, convert, fit, pan, render_plan, zoom_at
+
+__all__ = ["ImageView"]
+
+Point = tuple[float, float]
+MODES = ("draw", "select", "pan")
+
+
+class ImageView:
+    """Pan/zoom viewer of one image of a project.
+
+    The owner draws overlays in ``overlay(view)`` (called after every view change)
+    and handles pointer gestures through ``on_press(p)``, ``on_drag(p0, p)``,
+    ``on_release(p0, p)`` and ``on_cancel()`` (points in canvas pixels) in every
+    mode but ``"pan"``, where dragging pans the view.
+    """
+
+    def __init__(self, project: Any, width: int = 800, height: int = 560, overview_side: int = 2048) -> None:
+        self.project = project
+        self.canvas = MultiCanvas(3, width=width, height=height)
+        self.canvas.layout.width = f"{width}px"
+        self.canvas.layout.height = f"{height}px"
+        self.overview_side = overview_side
+        self.mode = "pan"
+        self.image: Any = None
+        self.viewport: Viewport | None = None
+        self.overlay: Callable[[ImageView], None] | None = None
+        self.on_press: Callable[[Point], None] | None = None
+        self.on_drag: Callable[[Point, Point], None] | None = None
+        self.on_release: Callable[[Point, Point], None] | None = None
+        self.on_cancel: Callable[[], None] | None = None
+        self.on_view_change: Callable[[], None] | None = None
+        self.drag_interval = 1 / 30  # seconds between drag redraws
+        self.pan_interval = 1 / 10
+        self._source: Any = None
+        self._overview: np.ndarray | None = None
+        self._down: Point | None = None
+        self._down_viewport: Viewport | None = None
+        self._pointer: Point = (width / 2, height / 2)
+        self._last_drag = 0.0
+        self.renders = 0  # image-layer paints (for tests and benchmarks)
+        c = self.canvas
+        c.on_mouse_down(self._on_mouse_down)
+        c.on_mouse_move(self._on_mouse_move)
+        c.on_mouse_up(self._on_mouse_up)
+        c.on_mouse_out(self._on_mouse_out)
+        c.on_mouse_wheel(self._on_mouse_wheel)
+        c.on_client_ready(self.redraw)
+
+    # -- the image ---------------------------------------------------------------
+    @property
+    def canvas_wh(self) -> tuple[int, int]:
+        return (int(self.canvas.width), int(self.canvas.height))
+
+    def show(self, image: Any) -> None:
+        """Show a project image (record, id or name), fitted to the canvas; None clears."""
+        self._close_source()
+        self._down = None
+        if image is None:
+            self.image, self.viewport = None, None
+            self.redraw()
+            return
+        rec = self.project.image(image)
+        source = self.project.open_image(rec)
+        try:
+            overview = source.overview(self.overview_side)
+        except BaseException:
+            source.close()
+            raise
+        self.image, self._source, self._overview = rec, source, overview
+        self.viewport = fit((rec.width, rec.height), self.canvas_wh)
+        self.redraw()
+
+    def refresh_record(self) -> None:
+        """Re-read the image record (after its grid changed) without moving the view."""
+        if self.image is not None:
+            self.image = self.project.image(self.image.id)
+
+    def close(self) -> None:
+        self._close_source()
+        self.canvas.close()
+
+    def _close_source(self) -> None:
+        if self._source is not None:
+            self._source.close()
+        self._source, self._overview = None, None
+
+    # -- view changes --------------------------------------------------------------
+    def set_viewport(self, vp: Viewport, fast: bool = False) -> None:
+        self.viewport = vp
+        self.redraw(fast=fast)
+        if self.on_view_change is not None:
+            self.on_view_change()
+
+    def zoom(self, factor: float, anchor: Point | None = None) -> None:
+        if self.viewport is not None:
+            self.set_viewport(zoom_at(self.viewport, factor, anchor))
+
+    def fit_view(self) -> None:
+        if self.image is not None:
+            self.set_viewport(fit((self.image.width, self.image.height), self.canvas_wh))
+
+    def pan_by(self, dx: float, dy: float) -> None:
+        if self.viewport is not None:
+            self.set_viewport(pan(self.viewport, dx, dy))
+
+    def to_image(self, xy: npt.ArrayLike) -> np.ndarray:
+        """Canvas pixels -> image pixels (see ``_viewport.convert``)."""
+        assert self.viewport is not None
+        return convert(self.viewport, xy, "image")
+
+    # -- painting ------------------------------------------------------------------
+    def redraw(self, fast: bool = False) -> None:
+        """Repaint every layer (``fast`` uses the in-memory overview only)."""
+        with DRAW_LOCK, hold_canvas():
+            self._paint_image(fast)
+            self.canvas[2].clear()
+            self.redraw_overlay(hold=False)
+
+    def redraw_overlay(self, hold: bool = True) -> None:
+        if not hold:
+            self.canvas[1].clear()
+            if self.overlay is not None and self.viewport is not None:
+                self.overlay(self)
+            return
+        with DRAW_LOCK, hold_canvas():
+            self.redraw_overlay(hold=False)
+
+    def _paint_image(self, fast: bool) -> None:
+        layer = self.canvas[0]
+        layer.clear()
+        layer.fill_style = "#3a3a3a"
+        layer.fill_rect(0, 0, *self.canvas_wh)
+        if self.viewport is None or self._source is None or self._overview is None:
+            layer.fill_style = "#bbbbbb"
+            layer.font = "16px sans-serif"
+            layer.fill_text("no image", 20, 30)
+            return
+        ov = self._overview
+        plan = render_plan(
+            self.viewport, list(self._source.levels), (ov.shape[1], ov.shape[0]), overview_only=fast
+        )
+        if plan is None:
+            return
+        x, y, w, h = plan.source
+        if plan.level is None:
+            pixels = ov[y : y + h, x : x + w]
+        else:
+            pixels = self._source.read_region(x, y, w, h, level=plan.level)
+        dx, dy, dw, dh = plan.dest
+        if (dw, dh) != (w, h):
+            resample = Image.Resampling.BILINEAR if dw < w else Image.Resampling.NEAREST
+            pixels = np.asarray(Image.fromarray(np.ascontiguousarray(pixels)).resize((dw, dh), resample))
+        layer.put_image_data(pixels, dx, dy)
+        self.renders += 1
+
+    def stroke_boxes(
+        self,
+        xyxy: npt.ArrayLike,
+        colors: Sequence[str],
+        layer: int = 1,
+        line_width: float = 2.0,
+        labels: Sequence[str] | None = None,
+    ) -> int:
+        """Stroke image boxes ``(N, 4)`` in per-box colours; returns how many were visible.
+
+        Boxes are converted to canvas pixels at once and grouped by colour, one
+        draw command per colour.
+        """
+        assert self.viewport is not None
+        b = convert(self.viewport, np.asarray(xyxy, dtype=np.float64).reshape(-1, 4), "view")  # [N,4]
+        cw, ch = self.canvas_wh
+        visible = (b[:, 2] >= 0) & (b[:, 0] <= cw) & (b[:, 3] >= 0) & (b[:, 1] <= ch)  # [N]
+        canvas = self.canvas[layer]
+        canvas.line_width = line_width
+        col = np.asarray(colors, dtype=object)
+        for color in dict.fromkeys(col[visible].tolist()):
+            k = visible & (col == color)
+            canvas.stroke_style = color
+            canvas.stroke_rects(b[k, 0], b[k, 1], b[k, 2] - b[k, 0], b[k, 3] - b[k, 1])
+        if labels is not None and 0 < visible.sum() <= 300:
+            canvas.font = "12px sans-serif"
+            for i in np.flatnonzero(visible):
+                canvas.fill_style = str(col[i])
+                canvas.fill_text(str(labels[int(i)]), float(b[i, 0]) + 2, max(float(b[i, 1]) - 3, 11.0))
+        return int(visible.sum())
+
+    def stroke_grid(self, tiles: Sequence[tuple[int, int, int, int]], color: str = "#ffffff") -> None:
+        """Outline tile windows ``(x, y, w, h)`` (image pixels), dashed, on the overlay layer."""
+        if len(tiles) <= 1:
+            return
+        t = np.asarray(tiles, dtype=np.float64)
+        xyxy = np.concatenate([t[:, :2], t[:, :2] + t[:, 2:]], axis=1)  # [T,4]
+        layer = self.canvas[1]
+        layer.set_line_dash([6, 4])
+        self.stroke_boxes(xyxy, [color] * len(xyxy), line_width=1.0)
+        layer.set_line_dash([])
+
+    # -- pointer -------------------------------------------------------------------
+    def _on_mouse_down(self, x: float, y: float) -> None:
+        if self.viewport is None:
+            return
+        self._down = (x, y)
+        self._pointer = (x, y)
+        self._down_viewport = self.viewport
+        if self.mode != "pan" and self.on_press is not None:
+            self.on_press((x, y))
+
+    def _on_mouse_move(self, x: float, y: float) -> None:
+        # one message per browser mouse move: keep the common path to a tuple store
+        self._pointer = (x, y)
+        if self._down is None:
+            return
+        now = time.monotonic()
+        if self.mode == "pan":
+            if now - self._last_drag >= self.pan_interval:
+                self._last_drag = now
+                self._pan_from_down(fast=True)
+        elif self.on_drag is not None and now - self._last_drag >= self.drag_interval:
+            self._last_drag = now
+            self.on_drag(self._down, (x, y))
+
+    def _pan_from_down(self, fast: bool) -> None:
+        assert self._down is not None and self._down_viewport is not None
+        dx, dy = self._pointer[0] - self._down[0], self._pointer[1] - self._down[1]
+        self.set_viewport(pan(self._down_viewport, dx, dy), fast=fast)
+
+    def _on_mouse_up(self, x: float, y: float) -> None:
+        down, self._down = self._down, None
+        if down is None:
+            return
+        self._pointer = (x, y)
+        if self.mode == "pan":
+            self._down = down
+            self._pan_from_down(fast=False)
+            self._down = None
+        elif self.on_release is not None:
+            self.on_release(down, (x, y))
+
+    def _on_mouse_out(self, x: float, y: float) -> None:
+        if self._down is None:
+            return
+        if self.mode == "pan":
+            self._on_mouse_up(*self._pointer)
+            return
+        self._down = None
+        if self.on_cancel is not None:
+            self.on_cancel()
+
+    def _on_mouse_wheel(self, dx: float, dy: float) -> None:
+        # ipycanvas sends the wheel deltas only: zoom around the last pointer position
+        if dy:
+            self.zoom(1.25 if dy < 0 else 0.8, self._pointer)

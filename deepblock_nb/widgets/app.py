@@ -1,0 +1,216 @@
+"""App: the whole workbench in one widget (Preprocess, Divide, Train, Evaluate, Predict)."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import ipywidgets as W
+
+from deepblock_nb.widgets._util import Subscriptions, Throttle, error_html, guarded, info_html
+from deepblock_nb.widgets.labeler import Labeler
+from deepblock_nb.widgets.predict import PredictPanel, unique_name
+from deepblock_nb.widgets.scorecard import EvaluatePanel
+from deepblock_nb.widgets.statistics import Statistics
+from deepblock_nb.widgets.tiling import TilingControls
+from deepblock_nb.widgets.training import TrainingPanel
+
+__all__ = ["App", "CategoryEditor", "ImportPanel"]
+
+TABS = ("Preprocess", "Divide", "Train", "Evaluate", "Predict")
+
+
+class CategoryEditor(W.VBox):
+    """Add, rename, recolour and remove categories; shows boxes per category."""
+
+    def __init__(self, project: Any, **kwargs: Any) -> None:
+        self.project = project
+        self.list = W.Select(rows=6, layout=W.Layout(width="260px"))
+        self.name = W.Text(placeholder="category name", layout=W.Layout(width="180px"))
+        self.color = W.ColorPicker(value="#e6194b", concise=True, layout=W.Layout(width="40px"))
+        self.add_button = W.Button(description="Add", layout=W.Layout(width="70px"))
+        self.rename_button = W.Button(description="Rename", layout=W.Layout(width="80px"))
+        self.recolor_button = W.Button(description="Colour", layout=W.Layout(width="75px"))
+        self.remove_button = W.Button(description="Remove", layout=W.Layout(width="80px"))
+        self.legend = W.HTML()
+        self.status = W.HTML()
+        self._throttle = Throttle(self.refresh, 0.2)
+        self._subs = Subscriptions()
+        for topic in ("categories", "annotations"):
+            self._subs.add(project.on(topic, lambda **_: self._throttle()))
+        err = self._error
+        self.add_button.on_click(guarded(lambda _: self._add(), err))
+        self.rename_button.on_click(guarded(lambda _: self._rename(), err))
+        self.recolor_button.on_click(guarded(lambda _: self._recolor(), err))
+        self.remove_button.on_click(guarded(lambda _: self._remove(), err))
+        self.list.observe(lambda c: self._on_pick(c["new"]), "value")
+        super().__init__(
+            [
+                W.HTML("<b>Categories</b>"),
+                self.legend,
+                self.list,
+                W.HBox([self.name, self.color]),
+                W.HBox([self.add_button, self.rename_button, self.recolor_button, self.remove_button]),
+                self.status,
+            ],
+            **kwargs,
+        )
+        self.refresh()
+
+    def refresh(self) -> None:
+        counts = self.project.box_counts()
+        current = self.list.value
+        cats = self.project.categories
+        self.list.options = [(f"{c.name} ({counts.get(c.name, 0)} boxes)", c.id) for c in cats]
+        self.legend.value = " ".join(
+            f"<span style='white-space:nowrap;margin-right:10px'><span style='display:inline-block;"
+            f"width:11px;height:11px;background:{c.color};margin-right:4px'></span>{html.escape(c.name)}</span>"
+            for c in cats
+        )
+        ids = [v for _, v in self.list.options]
+        self.list.value = current if current in ids else None
+
+    def _selected(self) -> int | None:
+        if self.list.value is None:
+            self._error("select a category first")
+        return self.list.value  # type: ignore[no-any-return]
+
+    def _on_pick(self, cat_id: int | None) -> None:
+        if cat_id is not None:
+            cat = self.project.category(cat_id)
+            self.name.value, self.color.value = cat.name, cat.color
+
+    def _add(self) -> None:
+        cat = self.project.add_category(self.name.value, color=self.color.value)
+        self.status.value = info_html(f"added {cat.name}")
+
+    def _rename(self) -> None:
+        cat = self._selected()
+        if cat is not None:
+            self.project.rename_category(cat, self.name.value)
+
+    def _recolor(self) -> None:
+        cat = self._selected()
+        if cat is not None:
+            self.project.recolor_category(cat, self.color.value)
+
+    def _remove(self) -> None:
+        cat = self._selected()
+        if cat is not None:
+            self.project.remove_category(cat, force=False)
+
+    def _error(self, exc: BaseException | str) -> None:
+        self.status.value = error_html(exc)
+
+    def close(self) -> None:
+        self._throttle.cancel()
+        self._subs.close()
+        super().close()
+
+
+class ImportPanel(W.VBox):
+    """Upload images into a split; import annotation files (COCO, YOLO, VOC) from a path."""
+
+    def __init__(self, project: Any, **kwargs: Any) -> None:
+        self.project = project
+        self.split = W.Dropdown(
+            options=["train", "evaluate", "predict"],
+            value="train",
+            description="split",
+            layout=W.Layout(width="180px"),
+        )
+        self.upload = W.FileUpload(accept="image/*", multiple=True, description="Images")
+        self.path = W.Text(
+            placeholder="annotations file or folder", description="path", layout=W.Layout(width="360px")
+        )
+        self.format = W.Dropdown(options=["coco", "yolo", "voc"], value="coco", layout=W.Layout(width="90px"))
+        self.images_dir = W.Text(placeholder="images folder (optional)", layout=W.Layout(width="220px"))
+        self.import_button = W.Button(description="Import", icon="upload")
+        self.status = W.HTML()
+        err = self._error
+        self.upload.observe(guarded(self._on_upload, err), "value")
+        self.import_button.on_click(guarded(lambda _: self._import(), err))
+        super().__init__(
+            [
+                W.HTML("<b>Add images and annotations</b>"),
+                W.HBox([self.upload, self.split]),
+                W.HBox([self.path, self.format, self.images_dir, self.import_button]),
+                self.status,
+            ],
+            **kwargs,
+        )
+
+    def _on_upload(self, change: dict[str, Any]) -> None:
+        files = change["new"]
+        if not files:
+            return
+        taken = {r.name for r in self.project.images()}
+        names = []
+        for f in files:
+            name = unique_name(str(f["name"]), taken)
+            taken.add(name)
+            names.append(name)
+        records = self.project.add_images(
+            [bytes(f["content"]) for f in files], split=self.split.value, names=names
+        )
+        self.upload.value = ()
+        self.status.value = info_html(f"added {len(records)} images to {self.split.value}")
+
+    def _import(self) -> None:
+        report = self.project.import_annotations(
+            self.path.value.strip(),
+            format=self.format.value,
+            images_dir=self.images_dir.value.strip() or None,
+            split=self.split.value,
+        )
+        self.status.value = f"<pre>{html.escape(str(report))}</pre>"
+
+    def _error(self, exc: BaseException | str) -> None:
+        self.status.value = error_html(exc)
+
+
+class App(W.VBox):
+    """The whole workbench for one project: ``App(project)`` (also ``project.app()``).
+
+    Tabs share the project; every action is a Project method and every view
+    follows the project's events, so cells and the App can be used together.
+    """
+
+    def __init__(self, project: Any, **kwargs: Any) -> None:
+        self.project = project
+        self.categories = CategoryEditor(project)
+        self.importer = ImportPanel(project)
+        self.labeler = Labeler(project)
+        self.tiling = TilingControls(project)
+        self.training = TrainingPanel(project)
+        self.evaluation = EvaluatePanel(project)
+        self.predict = PredictPanel(project)
+        self.statistics = Statistics(project)
+        preprocess = W.VBox([W.HBox([self.categories, self.importer]), self.labeler])
+        self.tabs = W.Tab(
+            children=[
+                preprocess,
+                self.tiling,
+                self.training,
+                self.evaluation,
+                W.VBox([self.predict, self.statistics]),
+            ]
+        )
+        for i, title in enumerate(TABS):
+            self.tabs.set_title(i, title)
+        header = W.HTML(f"<b>deepblock</b> project <code>{html.escape(str(project.path))}</code>")
+        super().__init__([header, self.tabs], **kwargs)
+
+    def close(self) -> None:
+        for part in (
+            self.categories,
+            self.labeler,
+            self.tiling,
+            self.training,
+            self.evaluation,
+            self.predict,
+            self.statistics,
+            self.importer,
+        ):
+            part.close()
+        super().close()

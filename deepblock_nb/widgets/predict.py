@@ -1,0 +1,282 @@
+"""PredictPanel: add images (upload, webcam), predict, filter by threshold, export."""
+
+from __future__ import annotations
+
+import base64
+import html
+import time
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as W
+import numpy as np
+
+from deepblock_nb.widgets._imageview import ImageView
+from deepblock_nb.widgets._util import Subscriptions, Throttle, error_html, guarded, info_html
+from deepblock_nb.widgets.webcam import Webcam
+
+__all__ = ["PredictPanel", "unique_name"]
+
+_INLINE_DOWNLOAD_BYTES = 20_000_000  # larger exports are offered by path only
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    """``name``, or ``stem-2.ext``, ``stem-3.ext``, ... if it is taken."""
+    if name not in taken:
+        return name
+    p = Path(name)
+    k = 2
+    while f"{p.stem}-{k}{p.suffix}" in taken:
+        k += 1
+    return f"{p.stem}-{k}{p.suffix}"
+
+
+class PredictPanel(W.VBox):
+    """Predict on the project's "predict" images and browse the results.
+
+    Images come from a file upload or a webcam capture (``split="predict"``).
+    "Predict" runs ``project.predict`` in the background (this image or all);
+    the threshold slider sets ``project.threshold`` and redraws from the stored
+    predictions without running the model again; "Export" writes the predictions
+    as COCO JSON and offers a download link.
+    """
+
+    def __init__(
+        self, project: Any, width: int = 800, height: int = 520, interval: float = 0.1, **kwargs: Any
+    ) -> None:
+        self.project = project
+        self.job: Any = None
+        self.view = ImageView(project, width, height)
+        self.view.mode = "pan"
+        self.view.overlay = self._draw_predictions
+        self.shown = 0  # boxes drawn at the current threshold
+        self._subs = Subscriptions()
+        self._job_subs = Subscriptions()
+        self._throttle = Throttle(self._refresh_job, interval)
+        self._overlay_throttle = Throttle(lambda: self.view.redraw_overlay(), interval)
+
+        self.image_list = W.Dropdown(description="Image", layout=W.Layout(width="320px"))
+        self.upload = W.FileUpload(accept="image/*", multiple=True, description="Upload")
+        self.webcam = Webcam()
+        self.scope = W.ToggleButtons(
+            options=["this image", "all images"], value="this image", style={"button_width": "90px"}
+        )
+        self.accurate = W.Checkbox(
+            value=False, description="More accurate", indent=False, layout=W.Layout(width="130px")
+        )
+        self.predict_button = W.Button(description="Predict", icon="play", button_style="primary")
+        self.stop_button = W.Button(description="Stop", icon="stop", disabled=True)
+        self.clear_button = W.Button(
+            description="Clear boxes", icon="eraser", tooltip="delete the stored predictions of this image"
+        )
+        self.threshold = W.FloatSlider(
+            value=float(project.threshold),
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            description="threshold",
+            continuous_update=True,
+            readout_format=".2f",
+            layout=W.Layout(width="380px"),
+        )
+        self.export_button = W.Button(description="Export JSON", icon="download")
+        self.download = W.HTML()
+        self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0, layout=W.Layout(width="300px"))
+        self.status = W.HTML()
+        self.info = W.HTML()
+
+        err = self._error
+        self.image_list.observe(guarded(lambda c: self._show(c["new"]), err), "value")
+        self.upload.observe(guarded(self._on_upload, err), "value")
+        self.webcam.on_frame(guarded(self.add_frame, err))
+        self.predict_button.on_click(guarded(lambda _: self.start(), err))
+        self.stop_button.on_click(guarded(lambda _: self.job and self.job.stop(), err))
+        self.clear_button.on_click(guarded(lambda _: self.clear(), err))
+        self.threshold.observe(guarded(self._on_slider, err), "value")
+        self.export_button.on_click(guarded(lambda _: self.export(), err))
+        for topic, handler in (
+            ("images", self._on_images),
+            ("predictions", self._on_predictions),
+            ("threshold", self._on_threshold),
+            ("categories", self._on_predictions),
+        ):
+            self._subs.add(project.on(topic, handler))
+
+        zoom_in = W.Button(icon="search-plus", layout=W.Layout(width="40px"))
+        zoom_out = W.Button(icon="search-minus", layout=W.Layout(width="40px"))
+        fit_button = W.Button(description="fit", layout=W.Layout(width="50px"))
+        zoom_in.on_click(lambda _: self.view.zoom(1.5))
+        zoom_out.on_click(lambda _: self.view.zoom(1 / 1.5))
+        fit_button.on_click(lambda _: self.view.fit_view())
+        super().__init__(
+            [
+                W.HBox([self.upload, self.webcam]),
+                W.HBox([self.image_list, zoom_out, zoom_in, fit_button]),
+                W.HBox([self.scope, self.accurate, self.predict_button, self.stop_button, self.clear_button]),
+                W.HBox([self.progress, self.status]),
+                W.HBox([self.threshold, self.export_button, self.download]),
+                self.view.canvas,
+                self.info,
+            ],
+            **kwargs,
+        )
+        self.refresh_images()
+
+    # -- images ------------------------------------------------------------------------
+    @property
+    def image(self) -> Any:
+        return self.view.image
+
+    def refresh_images(self, select: int | None = None) -> None:
+        records = self.project.images("predict")
+        current = select if select is not None else self.image_list.value
+        self.image_list.options = [(f"{r.name} ({r.width} x {r.height})", r.id) for r in records]
+        ids = [r.id for r in records]
+        if current in ids:
+            self.image_list.value = current
+        else:
+            self.image_list.value = ids[0] if ids else None
+            if not ids:
+                self._show(None)
+
+    def _show(self, image_id: int | None) -> None:
+        self.view.show(image_id)
+        self._update_info()
+
+    def add_image(self, data: bytes, name: str) -> Any:
+        """Add image bytes to the predict split under a free name and show it."""
+        taken = {r.name for r in self.project.images()}
+        rec = self.project.add_image(bytes(data), split="predict", name=unique_name(name, taken))
+        self.refresh_images(select=rec.id)
+        self.status.value = info_html(f"added {rec.name} ({rec.width} x {rec.height})")
+        return rec
+
+    def add_frame(self, png: bytes) -> Any:
+        return self.add_image(png, f"webcam-{time.strftime('%Y%m%d-%H%M%S')}.png")
+
+    def _on_upload(self, change: dict[str, Any]) -> None:
+        files = change["new"]
+        if not files:
+            return
+        for f in files:
+            self.add_image(bytes(f["content"]), str(f["name"]))
+        self.upload.value = ()
+
+    # -- predicting ---------------------------------------------------------------------
+    def start(self) -> Any:
+        images = None
+        if self.scope.value == "this image":
+            if self.image is None:
+                self._error("no image to predict on: upload one, or choose 'all images'")
+                return None
+            images = [self.image.id]
+        job = self.project.predict(images=images, accurate=bool(self.accurate.value))
+        self._job_subs.close()
+        self.job = job
+        self._job_subs.add(job.on("progress", lambda _j: self._throttle()))
+        self._job_subs.add(job.on("status", lambda _j: self._throttle.flush()))
+        self._job_subs.add(job.on("done", lambda _j: self._throttle.flush()))
+        self._throttle.flush()
+        return job
+
+    def _refresh_job(self) -> None:
+        job = self.job
+        if job is None:
+            return
+        done = job.status.done
+        with self.progress.hold_sync():
+            self.progress.value = float(job.progress)
+            self.progress.bar_style = {"finished": "success", "failed": "danger"}.get(job.status.value, "")
+        self.predict_button.disabled = not done
+        self.stop_button.disabled = done
+        if job.error is not None:
+            self.status.value = error_html(job.error)
+        else:
+            self.status.value = f"<b>{job.status.value}</b> {html.escape(str(job.message))}"
+        if done:
+            self.view.redraw_overlay()
+            self._update_info()
+
+    def clear(self) -> None:
+        if self.image is not None:
+            self.project.clear_predictions(self.image.id)
+
+    # -- threshold and drawing ----------------------------------------------------------
+    def _on_slider(self, change: dict[str, Any]) -> None:
+        if abs(float(self.project.threshold) - float(change["new"])) > 1e-9:
+            self.project.threshold = float(change["new"])  # emits "threshold", which redraws
+        else:
+            self.view.redraw_overlay()
+            self._update_info()
+
+    def _on_threshold(self, topic: str, value: float | None = None, **payload: Any) -> None:
+        if value is not None and abs(self.threshold.value - value) > 1e-9:
+            self.threshold.value = value  # -> _on_slider -> redraw
+            return
+        self.view.redraw_overlay()
+        self._update_info()
+
+    def _on_predictions(self, topic: str, image: Any = None, **payload: Any) -> None:
+        if self.image is None:
+            return
+        if image is None or getattr(image, "id", image) == self.image.id:
+            self._overlay_throttle()
+
+    def _on_images(self, topic: str, **payload: Any) -> None:
+        self.refresh_images()
+
+    def predictions(self) -> Any:
+        """The shown image's stored predictions at the slider's threshold (Detections), or None."""
+        if self.image is None:
+            return None
+        return self.project.predictions(self.image.id, threshold=float(self.threshold.value))
+
+    def _draw_predictions(self, view: ImageView) -> None:
+        det = self.predictions()
+        self.shown = 0 if det is None else len(det.xyxy)
+        if not self.shown:
+            return
+        cats = {c.id: c for c in self.project.categories}
+        colors = [cats[int(c)].color if int(c) in cats else "#ffffff" for c in det.class_id]
+        conf = det.confidence if det.confidence is not None else np.ones(len(det.xyxy))
+        labels = [f"{cats[int(c)].name if int(c) in cats else c} {s:.2f}" for c, s in zip(det.class_id, conf)]
+        view.stroke_boxes(det.xyxy, colors, labels=labels)
+
+    def _update_info(self) -> None:
+        rec = self.image
+        if rec is None:
+            self.info.value = info_html("no image in the predict split: upload one or capture a webcam frame")
+            return
+        self.info.value = (
+            f"<b>{html.escape(rec.name)}</b> {rec.width} x {rec.height} px: "
+            f"{self.shown} boxes at threshold {self.threshold.value:.2f}"
+        )
+
+    # -- export ----------------------------------------------------------------------------
+    def export(self, path: str | Path | None = None) -> Path:
+        """Write the predictions as COCO JSON (default ``<project>/exports/predictions.json``)."""
+        path = Path(path) if path is not None else Path(self.project.path) / "exports" / "predictions.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.project.export_predictions(path, format="coco")
+        size = path.stat().st_size
+        if size <= _INLINE_DOWNLOAD_BYTES:
+            b64 = base64.b64encode(path.read_bytes()).decode("ascii")
+            self.download.value = (
+                f"<a download='{html.escape(path.name)}' href='data:application/json;base64,{b64}' "
+                f"style='text-decoration:underline'>Download {html.escape(path.name)}</a> ({size:,} bytes)"
+            )
+        else:
+            self.download.value = info_html(f"written to {path} ({size:,} bytes)")
+        return path
+
+    def _error(self, exc: BaseException | str) -> None:
+        self.status.value = error_html(exc)
+
+    def close(self) -> None:
+        self._throttle.cancel()
+        self._overlay_throttle.cancel()
+        self._subs.close()
+        self._job_subs.close()
+        self.view.close()
+        self.webcam.close()
+        super().close()

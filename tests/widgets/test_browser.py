@@ -1,0 +1,174 @@
+"""The Labeler in a real JupyterLab and Chromium: it renders, and a drag on it stores a box.
+
+Needs /usr/bin/chromium and the Python playwright package (never ``playwright install``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+NOTEBOOK_CELLS = [
+    "import numpy as np\n"
+    "import deepblock_nb as dbn\n"
+    "from deepblock_nb.widgets import Labeler\n"
+    "rgb = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)\n"
+    "project = dbn.Project.create('proj', categories=['thing'])\n"
+    "project.add_image(rgb, name='a.png')\n"
+    "lab = Labeler(project, width=600, height=450)\n"
+    "lab",
+    "from deepblock_nb.widgets import App\napp = App(project)\napp",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def lab_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    if not CHROMIUM.is_file():
+        pytest.skip("no /usr/bin/chromium (apt-get install -y chromium)")
+    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    root = tmp_path / "root"
+    root.mkdir()
+    cells: list[dict[str, object]] = [
+        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": src}
+        for src in NOTEBOOK_CELLS
+    ]
+    nb = {
+        "cells": cells,
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    }
+    (root / "labeler.ipynb").write_text(json.dumps(nb))
+    port = _free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--allow-root",
+        "--IdentityProvider.token=",
+        "--ServerApp.password=",
+        "--ServerApp.disable_check_xsrf=True",
+        f"--ServerApp.root_dir={root}",
+        "--LabApp.news_url=",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+    }
+    log = (tmp_path / "server.log").open("wb")
+    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/status", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    pytest.fail(f"jupyter lab did not start: {(tmp_path / 'server.log').read_text()[-2000:]}")
+                time.sleep(0.5)
+        yield base, root
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def _boxes(db: Path) -> list[tuple[float, float, float, float]]:
+    if not db.is_file():
+        return []
+    with sqlite3.connect(db) as cx:
+        return [tuple(r) for r in cx.execute("SELECT x1, y1, x2, y2 FROM annotations")]
+
+
+def test_labeler_renders_and_a_drag_stores_a_box(lab_server: tuple[str, Path], tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    base, root = lab_server
+    db = root / "proj" / "project.db"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{base}/lab/tree/labeler.ipynb?reset", timeout=120_000)
+            page.wait_for_selector(".jp-Notebook", timeout=120_000)
+            dialog = page.locator(".jp-Dialog button.jp-mod-accept")
+            try:
+                dialog.first.click(timeout=5_000)  # "Select Kernel", when asked
+            except Exception:
+                pass
+            page.locator("text=Idle >> visible=true").first.wait_for(timeout=120_000)
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator('li[data-command="runmenu:run-all"]').click()
+            canvas = page.locator(".jp-CodeCell").first.locator(".jp-OutputArea-output canvas").last
+            canvas.wait_for(state="visible", timeout=120_000)
+            # the whole App renders: its tabs, bqplot figures and the anywidget webcam
+            page.locator(".lm-TabBar-tabLabel", has_text="Divide").first.wait_for(timeout=60_000)
+            page.locator(".lm-TabBar-tabLabel", has_text="Predict").first.click()
+            page.locator("button", has_text="Start camera").first.wait_for(timeout=60_000)
+            assert page.locator(".bqplot").count() >= 1
+            page.wait_for_selector(".widget-html:has-text('a.png')", timeout=60_000)
+            time.sleep(1.0)  # the first paint reaches the canvas
+            page.screenshot(path=str(tmp_path / "labeler-before.png"))
+            bb = canvas.bounding_box()
+            assert bb is not None and bb["width"] > 100 and bb["height"] > 100
+            # 600 x 450 canvas showing a 400 x 300 image at scale 1.5 from the top-left corner
+            sx = bb["width"] / 600
+            page.mouse.move(bb["x"] + 60 * sx, bb["y"] + 60 * sx)
+            page.mouse.down()
+            page.mouse.move(bb["x"] + 300 * sx, bb["y"] + 240 * sx, steps=12)
+            page.mouse.up()
+            deadline = time.time() + 30
+            while time.time() < deadline and not _boxes(db):
+                time.sleep(0.25)
+            page.screenshot(path=str(tmp_path / "labeler-after.png"))
+            app_output = page.locator(".jp-CodeCell").nth(1).locator(".jp-OutputArea-output").first
+            for tab in ("Preprocess", "Divide", "Train", "Evaluate", "Predict"):
+                page.locator(".lm-TabBar-tabLabel", has_text=tab).first.click()
+                time.sleep(0.3)
+                app_output.screenshot(path=str(tmp_path / f"app-{tab.lower()}.png"))
+        finally:
+            browser.close()
+    boxes = _boxes(db)
+    assert len(boxes) == 1, "the drag on the canvas stored one box in the project"
+    x1, y1, x2, y2 = boxes[0]
+    assert abs(x1 - 40) <= 3 and abs(y1 - 40) <= 3 and abs(x2 - 200) <= 3 and abs(y2 - 160) <= 3

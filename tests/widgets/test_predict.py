@@ -1,0 +1,127 @@
+"""PredictPanel: uploads and webcam frames become predict images; the slider filters stored predictions."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import deepblock_nb as dbn
+from deepblock_nb.widgets import PredictPanel
+from deepblock_nb.widgets.predict import unique_name
+from tests.widgets.conftest import seed_predictions, wait_until
+
+
+def _png(w: int = 64, h: int = 48, value: int = 90) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((h, w, 3), value, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _upload_entry(name: str, data: bytes) -> dict:
+    return {
+        "name": name,
+        "type": "image/png",
+        "size": len(data),
+        "content": memoryview(data),
+        "last_modified": 0,
+    }
+
+
+def test_upload_adds_predict_images_with_free_names(wproject: dbn.Project) -> None:
+    panel = PredictPanel(wproject)
+    data = _png()
+    # the browser sends the files as a state update of the FileUpload widget
+    panel.upload.set_state(
+        {"value": [_upload_entry("shot.png", data), _upload_entry("shot.png", _png(value=10))]}
+    )
+    names = [r.name for r in wproject.images("predict")]
+    assert "shot.png" in names and "shot-2.png" in names
+    rec = wproject.image("shot-2.png")
+    assert (rec.width, rec.height, rec.split) == (64, 48, "predict")
+    assert panel.image.name == "shot-2.png"
+    assert panel.upload.value == ()
+
+
+def test_a_bad_upload_reports_an_error(wproject: dbn.Project) -> None:
+    panel = PredictPanel(wproject)
+    n = len(wproject.images())
+    panel.upload.set_state({"value": [_upload_entry("notes.png", b"this is not an image")]})
+    assert len(wproject.images()) == n
+    assert "notes.png" in panel.status.value and "color:#c0392b" in panel.status.value
+
+
+def test_webcam_frame_message_adds_an_image(wproject: dbn.Project) -> None:
+    panel = PredictPanel(wproject)
+    png = _png(32, 24)
+    panel.webcam._handle_custom_msg({"event": "frame", "width": 32, "height": 24}, [memoryview(png)])
+    assert panel.webcam.frames == 1
+    rec = panel.image
+    assert rec.name.startswith("webcam-") and (rec.width, rec.height) == (32, 24) and rec.split == "predict"
+    panel.webcam._handle_custom_msg({"event": "error", "message": "NotAllowedError"}, [])
+    assert panel.webcam.error == "NotAllowedError"
+
+
+def test_threshold_slider_filters_stored_predictions_and_follows_the_project(wproject: dbn.Project) -> None:
+    big = wproject.images("predict")[0]
+    panel = PredictPanel(wproject)
+    assert panel.image.id == big.id
+    boxes = np.array([[10, 10, 50, 50], [100, 100, 200, 220], [300, 300, 400, 380], [5, 600, 90, 700]], float)
+    seed_predictions(wproject, big, boxes, [1, 2, 3, 1], [0.2, 0.45, 0.7, 0.95])
+    panel.threshold.value = 0.5
+    assert wait_until(lambda: panel.shown == 2)
+    assert np.isclose(wproject.threshold, 0.5)
+    panel.threshold.value = 0.1
+    assert panel.shown == 4 and np.isclose(wproject.threshold, 0.1)
+    assert "4 boxes" in panel.info.value
+    panel.threshold.value = 0.9
+    assert panel.shown == 1
+    wproject.threshold = 0.4  # from a cell: the slider follows
+    assert np.isclose(panel.threshold.value, 0.4) and panel.shown == 3
+    t = threading.Thread(target=lambda: setattr(wproject, "threshold", 0.6))
+    t.start()
+    t.join()
+    assert np.isclose(panel.threshold.value, 0.6) and panel.shown == 2
+
+
+def test_clear_and_export(wproject: dbn.Project) -> None:
+    big = wproject.images("predict")[0]
+    panel = PredictPanel(wproject)
+    seed_predictions(wproject, big, np.array([[10, 10, 50, 50], [60, 60, 90, 90]], float), [1, 2], [0.9, 0.8])
+    panel.threshold.value = 0.5
+    assert wait_until(lambda: panel.shown == 2)
+    panel.export_button.click()
+    path = wproject.path / "exports" / "predictions.json"
+    assert path.is_file()
+    records = json.loads(path.read_text())
+    assert len(records) == 2 and {r["category_id"] for r in records} == {1, 2}
+    href = panel.download.value.split("base64,", 1)[1].split("'", 1)[0]
+    assert json.loads(base64.b64decode(href)) == records
+    panel.clear_button.click()
+    assert len(wproject.predictions(big, threshold=0.0)) == 0
+    assert wait_until(lambda: panel.shown == 0)
+
+
+def test_predict_without_a_model_reports_it(wproject: dbn.Project) -> None:
+    panel = PredictPanel(wproject)
+    panel.predict_button.click()
+    assert panel.job is None
+    assert "color:#c0392b" in panel.status.value
+
+
+@pytest.mark.parametrize(
+    ("name", "taken", "expected"),
+    [
+        ("a.png", set(), "a.png"),
+        ("a.png", {"a.png"}, "a-2.png"),
+        ("a.png", {"a.png", "a-2.png"}, "a-3.png"),
+        ("b", {"b"}, "b-2"),
+    ],
+)
+def test_unique_name(name: str, taken: set, expected: str) -> None:
+    assert unique_name(name, taken) == expected
