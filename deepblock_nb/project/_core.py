@@ -348,43 +348,41 @@ class ProjectCore:
         self, source: ImageSourceLike, copy: bool, name: str | None, staged: list[Path]
     ) -> dict[str, Any]:
         images_dir = self.path / "images"
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{len(staged)}"
+        data: bytes | None = None
         if isinstance(source, (bytes, bytearray)):
-            name = safe_image_name(name or f"upload-{time.strftime('%Y%m%d-%H%M%S')}-{len(staged)}")
-            tmp = images_dir / f".incoming-{time.time_ns()}-{len(staged)}"
-            atomic_write_bytes(tmp, bytes(source))
-            staged.append(tmp)
-            origin, copy = f"uploaded image {name!r}", True
+            name = safe_image_name(name or f"upload-{stamp}")
+            origin, data = f"uploaded image {name!r}", bytes(source)
         elif isinstance(source, np.ndarray):
-            name = safe_image_name(name or f"frame-{time.strftime('%Y%m%d-%H%M%S')}-{len(staged)}.png")
-            tmp = images_dir / f".incoming-{time.time_ns()}-{len(staged)}"
-            atomic_write_bytes(tmp, _encode_png(source, name))
-            staged.append(tmp)
-            origin, copy = f"frame {name!r}", True
+            name = safe_image_name(name or f"frame-{stamp}.png")
+            origin, data = f"frame {name!r}", _encode_png(source, name)
         else:
             src = Path(source).expanduser()
             if not src.is_file():
                 raise ImageReadError(f"{src}: no such image file", src)
             name = safe_image_name(name or src.name)
             origin = str(src)
-            if self._db.scalar("SELECT 1 FROM images WHERE name = ?", (name,)):
-                raise PathError(
-                    f"{origin}: the project already has an image named {name!r}; rename the file or pass name=..."
-                )
-            if copy:
-                tmp = images_dir / f".incoming-{time.time_ns()}-{len(staged)}"
-                probe_image(src)  # refuse a bad file before copying gigabytes
-                copy_atomic(src, tmp)
-                staged.append(tmp)
-            else:
-                tmp = src.resolve()
         if self._db.scalar("SELECT 1 FROM images WHERE name = ?", (name,)):
             raise PathError(
                 f"{origin}: the project already has an image named {name!r}; rename the file or pass name=..."
             )
+        tmp = images_dir / f".incoming-{time.time_ns()}-{len(staged)}"
+        if data is not None:  # bytes are written first: the probe reads a file
+            atomic_write_bytes(tmp, data, fsync=False)
+            staged.append(tmp)
+            copy, probe_path = True, tmp
+        else:
+            probe_path = src
         try:
-            info = probe_image(tmp)
+            info = probe_image(probe_path)  # headers only; refuses a bad file before any copy
         except ImageReadError as exc:
-            raise type(exc)(f"{origin}: {_strip_path(str(exc), tmp)}", origin) from exc
+            raise type(exc)(f"{origin}: {_strip_path(str(exc), probe_path)}", origin) from exc
+        if data is None:
+            if copy:
+                copy_atomic(src, tmp)
+                staged.append(tmp)
+            else:
+                tmp = src.resolve()
         stored = f"images/{name}" if copy else str(tmp)
         if copy and (self.path / stored).exists():
             raise PathError(f"{origin}: a file named {name!r} already exists in {images_dir}")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import unicodedata
 from pathlib import Path
 
 from deepblock_nb.errors import PathError
+from deepblock_nb.io.atomic import atomic_open, atomic_write_bytes
 
 __all__ = ["atomic_write_bytes", "content_hash", "copy_atomic", "safe_image_name", "within"]
 
@@ -70,25 +70,5 @@ def within(base: Path, relative: str) -> Path:
 
 def copy_atomic(src: Path, dest: Path) -> None:
     """Copy ``src`` to ``dest`` through a temporary file in the same folder, then rename."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".incoming-", dir=dest.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(dest: Path, data: bytes) -> None:
-    """Write ``data`` to ``dest`` through a temporary file, then rename."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".incoming-", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(dest, fsync=False) as fh, open(src, "rb") as f:
+        shutil.copyfileobj(f, fh, 1 << 20)

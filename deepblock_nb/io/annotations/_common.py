@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from deepblock_nb.errors import FormatError
+from deepblock_nb.io.atomic import atomic_write_text
 
 from ._records import AnnotationSet, FloatArray
 
@@ -108,18 +107,3 @@ def check_set(aset: AnnotationSet, target: Path, *, need_size: bool = False) -> 
             )
         if im.scores is not None and not np.isfinite(im.scores).all():
             raise FormatError(f"{where} has a non-finite score", target)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write UTF-8 ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
