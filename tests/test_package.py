@@ -31,10 +31,16 @@ def test_public_surface_and_errors() -> None:
 def test_cli_info_and_bad_project(tmp_path: Path) -> None:
     dbn.Project.create(tmp_path / "p", categories=["car"]).close()
     ok = subprocess.run(
-        [sys.executable, "-m", "deepblock_nb.cli", "info", str(tmp_path / "p")], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-m", "deepblock_nb.cli", "info", str(tmp_path / "p")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert ok.returncode == 0 and "car" in ok.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "deepblock_nb.cli", "info", str(tmp_path / "nope")], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-m", "deepblock_nb.cli", "info", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert bad.returncode == 1 and "no project here" in bad.stderr
