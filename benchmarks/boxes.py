@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sqlite3
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,8 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import deepblock_nb as dbn  # noqa: E402
+import deepblock_nb as dbn
 
 
 def main() -> None:
