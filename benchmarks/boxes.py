@@ -56,7 +56,9 @@ def main() -> None:
         cx.execute("COMMIT")
         base_add = time.perf_counter() - t
         t = time.perf_counter()
-        rows = cx.execute("SELECT id, category_id, x1, y1, x2, y2 FROM a WHERE image_id = 1 ORDER BY id").fetchall()
+        rows = cx.execute(
+            "SELECT id, category_id, x1, y1, x2, y2 FROM a WHERE image_id = 1 ORDER BY id"
+        ).fetchall()
         np.asarray(rows, dtype=np.float64)
         base_list = time.perf_counter() - t
         cx.close()
@@ -65,12 +67,16 @@ def main() -> None:
         cx = sqlite3.connect(Path(tmp) / "plain1.db", isolation_level=None)
         cx.execute("PRAGMA journal_mode=WAL")
         cx.execute("PRAGMA synchronous=NORMAL")
-        cx.execute("CREATE TABLE a (id INTEGER PRIMARY KEY, image_id INT, category_id INT, x1 REAL, y1 REAL, x2 REAL, y2 REAL)")
+        cx.execute(
+            "CREATE TABLE a (id INTEGER PRIMARY KEY, image_id INT, category_id INT, x1 REAL, y1 REAL, x2 REAL, y2 REAL)"
+        )
         m = min(args.single, n)
         t = time.perf_counter()
         for c, b in zip(cats[:m].tolist(), xyxy[:m].tolist()):
             cx.execute("BEGIN IMMEDIATE")
-            cx.execute("INSERT INTO a(image_id, category_id, x1, y1, x2, y2) VALUES (1, ?, ?, ?, ?, ?)", (c, *b))
+            cx.execute(
+                "INSERT INTO a(image_id, category_id, x1, y1, x2, y2) VALUES (1, ?, ?, ?, ?, ?)", (c, *b)
+            )
             cx.execute("COMMIT")
         base_single = time.perf_counter() - t
         cx.close()

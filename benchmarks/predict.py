@@ -173,13 +173,14 @@ def run_ours(path: Path, device: str, with_pure: bool) -> dict[str, Any]:
 
     from deepblock_nb.io.images import open_image
     from deepblock_nb.ml.predict import auto_windows, default_batch_size, predict_image
+    from deepblock_nb.project._prediction import STREAM_CACHE_BYTES
 
     loaded = make_model(device)
     batch_size = default_batch_size(loaded.device)
     with tempfile.TemporaryDirectory() as cache:
         mem = PeakMemory()
         t0 = time.perf_counter()
-        with open_image(path, cache_dir=cache) as src:
+        with open_image(path, cache_dir=cache, cache_bytes=STREAM_CACHE_BYTES) as src:
             det = predict_image(loaded, src, None, batch_size=batch_size)
             _sync(loaded.device)
             first = time.perf_counter() - t0

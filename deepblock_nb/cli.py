@@ -89,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "train":
             options = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr)) if v is not None}
             run = _run(
-                project.train(epochs=args.epochs, model=args.model, device=args.device, resume=args.resume, **options)
+                project.train(
+                    epochs=args.epochs, model=args.model, device=args.device, resume=args.resume, **options
+                )
             )
             print(f"run {run}")
         elif args.command == "evaluate":

@@ -12,6 +12,7 @@ __all__ = [
     "DecompressionBombError",
     "DeepBlockError",
     "FormatError",
+    "ImageFailures",
     "ImageReadError",
     "JobError",
     "ModelError",
@@ -85,6 +86,20 @@ class PathError(DeepBlockError):
 
 class JobError(DeepBlockError):
     """A background job cannot start, or failed; ``__cause__`` holds the reason."""
+
+
+class ImageFailures(JobError):
+    """Some images of a job failed; the others' results are kept.
+
+    Attributes:
+        failures: image name -> the error it raised.
+        done: ids of the images that were processed.
+    """
+
+    def __init__(self, message: str, failures: dict[str, BaseException], done: list[int]) -> None:
+        super().__init__(message)
+        self.failures = failures
+        self.done = done
 
 
 class ModelError(DeepBlockError):

@@ -10,7 +10,6 @@ completed), ``global_step``, ``best_score``, ``optimizer_state``,
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from deepblock_nb.errors import ModelError
+from deepblock_nb.io.atomic import atomic_open
 
 __all__ = ["LoadedModel", "load_checkpoint", "load_for_inference", "save_checkpoint"]
 
@@ -31,17 +31,8 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike[str]) ->
     A reader never sees a half-written file, even if the process dies mid-write.
     """
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(checkpoint, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(dest) as fh:
+        torch.save(checkpoint, fh)
     return dest
 
 

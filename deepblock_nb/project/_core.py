@@ -416,14 +416,18 @@ class ProjectCore:
         self._emit("images", action="split", images=[new])
         return new
 
-    def open_image(self, image: ImageLike) -> ImageSource:
-        """The image's pixels through a bounded-memory reader (derived caches under cache/)."""
+    def open_image(self, image: ImageLike, cache_bytes: int | None = None) -> ImageSource:
+        """The image's pixels through a bounded-memory reader (derived caches under cache/).
+
+        ``cache_bytes`` gives this reader a private decoded-tile cache of that size
+        instead of the shared one (a one-pass stream needs little).
+        """
         rec = self.image(image)
         if not rec.path.is_file():
             raise ImageReadError(
                 f"{rec.path}: the file of image {rec.name!r} is missing (was it moved or deleted?)", rec.path
             )
-        return open_image(rec.path, cache_dir=self.path / "cache")
+        return open_image(rec.path, cache_dir=self.path / "cache", cache_bytes=cache_bytes)
 
     # -- annotations ----------------------------------------------------------
     def annotations(self, image: ImageLike) -> Detections:

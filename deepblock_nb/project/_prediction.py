@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from deepblock_nb.core.detections import Detections
-from deepblock_nb.errors import DeepBlockError, FormatError, JobError, ModelError
+from deepblock_nb.errors import DeepBlockError, FormatError, ImageFailures, JobError, ModelError
 from deepblock_nb.store import ImageRecord
 
 if TYPE_CHECKING:
@@ -31,18 +31,7 @@ SCORE_FLOOR = 0.05
 CHECKPOINTS = ("best.pt", "last.pt")
 
 
-class ImageFailures(JobError):
-    """Some images could not be predicted; the others' predictions are stored.
-
-    Attributes:
-        failures: image name -> the error it raised.
-        done: ids of the images that were predicted.
-    """
-
-    def __init__(self, message: str, failures: dict[str, BaseException], done: list[int]) -> None:
-        super().__init__(message)
-        self.failures = failures
-        self.done = done
+STREAM_CACHE_BYTES = 64 * 2**20
 
 
 class PredictionMixin:
@@ -57,7 +46,7 @@ class PredictionMixin:
     images: Callable[..., list[ImageRecord]]
     image: Callable[[Any], ImageRecord]
     annotations: Callable[[Any], Detections]
-    open_image: Callable[[Any], Any]
+    open_image: Callable[..., Any]
     run_dir: Callable[[int], Path]
     _emit: Callable[..., None]
 
@@ -134,7 +123,8 @@ class PredictionMixin:
                 )
 
             try:
-                with self.open_image(rec) as source:
+                # one pass in raster order: a row of decoded tiles is all worth keeping
+                with self.open_image(rec, cache_bytes=STREAM_CACHE_BYTES) as source:
                     det = predict_image(
                         loaded,
                         source,

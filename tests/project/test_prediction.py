@@ -11,12 +11,11 @@ from PIL import Image
 
 import deepblock_nb as dbn
 from deepblock_nb.core.detections import Detections
-from deepblock_nb.errors import ModelError
+from deepblock_nb.errors import ImageFailures, ModelError
 from deepblock_nb.io.annotations import read_coco_results, read_csv
 from deepblock_nb.jobs import JobStatus
 from deepblock_nb.ml.checkpoints import save_checkpoint
 from deepblock_nb.ml.models import CUSTOM
-from deepblock_nb.project._prediction import ImageFailures
 from tests.ml.rect_scene import RectangleDetector, best_iou, make_scene, match, write_tiff
 
 TIMEOUT = 120
