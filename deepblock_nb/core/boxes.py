@@ -3,6 +3,8 @@
 Boxes are ``xyxy`` float arrays of shape ``(N, 4)`` in pixels, origin top-left,
 y down; a box over pixel columns 0..9 has ``x1 = 0, x2 = 10``. ``xywh`` is
 ``x, y, width, height`` (COCO). Functions never modify their arguments.
+Merging boxes across tiles (NMS, non-maximum merging) lives in ``ml/merge.py``,
+which works on sparse overlapping pairs rather than dense ``(N, N)`` matrices.
 """
 
 from __future__ import annotations
@@ -18,8 +20,6 @@ __all__ = [
     "box_ios",
     "box_iou",
     "clip_boxes",
-    "nmm",
-    "nms",
     "valid_boxes",
     "xywh_to_xyxy",
     "xyxy_to_xywh",
@@ -111,90 +111,3 @@ def box_ioa(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     a_, b_ = _as_boxes(a, "a"), _as_boxes(b, "b")
     inter = _intersection(a_, b_)
     return _safe_div(inter, np.broadcast_to(box_area(a_)[:, None], inter.shape).copy())
-
-
-def _overlap(xyxy: FloatArray, metric: str) -> FloatArray:
-    if metric == "iou":
-        return box_iou(xyxy, xyxy)
-    if metric == "ios":
-        return box_ios(xyxy, xyxy)
-    raise ValueError(f"metric must be 'iou' or 'ios', got {metric!r}")
-
-
-def _groups(
-    xyxy: FloatArray,
-    scores: FloatArray,
-    class_id: IntArray | None,
-    threshold: float,
-    metric: str,
-) -> list[tuple[int, IntArray]]:
-    """Greedy grouping by descending score: ``(kept index, indices it absorbs)``."""
-    order = np.argsort(-scores, kind="stable")
-    over = _overlap(xyxy, metric) > threshold  # [N,N]
-    if class_id is not None:
-        over &= class_id[:, None] == class_id[None, :]
-    alive = np.ones(len(xyxy), dtype=bool)
-    groups: list[tuple[int, IntArray]] = []
-    for i in order:
-        if not alive[i]:
-            continue
-        members = np.flatnonzero(over[i] & alive)
-        members = members[members != i]
-        alive[members] = False
-        alive[i] = False
-        groups.append((int(i), members.astype(np.int64)))
-    return groups
-
-
-def nms(
-    xyxy: npt.ArrayLike,
-    scores: npt.ArrayLike,
-    threshold: float = 0.5,
-    class_id: npt.ArrayLike | None = None,
-    metric: str = "iou",
-) -> IntArray:
-    """Greedy non-maximum suppression; ``(K,)`` kept indices by descending score.
-
-    Args:
-        xyxy: ``(N, 4)`` boxes.
-        scores: ``(N,)`` confidences.
-        threshold: a box is suppressed when its overlap with a kept one exceeds this.
-        class_id: ``(N,)``; when given, only boxes of the same class suppress each other.
-        metric: ``"iou"`` or ``"ios"`` (intersection over the smaller box).
-    """
-    b = _as_boxes(xyxy, "xyxy")
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    cls = None if class_id is None else np.asarray(class_id, dtype=np.int64).reshape(-1)
-    if len(b) == 0:
-        return np.zeros(0, np.int64)
-    return np.array([i for i, _ in _groups(b, s, cls, threshold, metric)], dtype=np.int64)
-
-
-def nmm(
-    xyxy: npt.ArrayLike,
-    scores: npt.ArrayLike,
-    threshold: float = 0.5,
-    class_id: npt.ArrayLike | None = None,
-    metric: str = "ios",
-) -> tuple[FloatArray, FloatArray, IntArray]:
-    """Greedy non-maximum merging (as for boxes cut by tile borders).
-
-    Like :func:`nms`, but each kept box becomes the union (enclosing box) of the
-    boxes it absorbs, keeping the highest score.
-
-    Returns:
-        ``(K, 4)`` merged boxes, ``(K,)`` scores, ``(K,)`` index of the top box of each group.
-    """
-    b = _as_boxes(xyxy, "xyxy")
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    cls = None if class_id is None else np.asarray(class_id, dtype=np.int64).reshape(-1)
-    if len(b) == 0:
-        return np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64)
-    groups = _groups(b, s, cls, threshold, metric)
-    keep = np.array([i for i, _ in groups], dtype=np.int64)
-    merged = b[keep].copy()
-    for row, (_, members) in enumerate(groups):
-        if len(members):
-            allb = b[np.append(members, keep[row])]
-            merged[row] = [allb[:, 0].min(), allb[:, 1].min(), allb[:, 2].max(), allb[:, 3].max()]
-    return merged, s[keep], keep

@@ -26,7 +26,7 @@ from deepblock_nb.io.annotations import (
     write_yolo,
 )
 from deepblock_nb.io.images import probe_image
-from deepblock_nb.project._core import ProjectCore
+from deepblock_nb.project._core import ProjectCore, clip_checked
 from deepblock_nb.store import ImageRecord
 from deepblock_nb.store.files import within
 
@@ -270,26 +270,9 @@ class AnnotationIOMixin(ProjectCore):
         xyxy = item.xyxy
         if len(xyxy) == 0:
             return xyxy, [], [], 0
-        where = f"{path}: image {item.file_name!r}"
-        finite = np.isfinite(xyxy).all(axis=1)
-        if not finite.all():
-            raise FormatError(f"{where}: box {int(np.argmin(finite))} has non-finite coordinates", path)
-        inverted = (xyxy[:, 2] <= xyxy[:, 0]) | (xyxy[:, 3] <= xyxy[:, 1])
-        if inverted.any():
-            i = int(np.argmax(inverted))
-            raise FormatError(
-                f"{where}: box {i} {xyxy[i].tolist()} is inverted or empty; nothing was imported", path
-            )
-        clipped = np.clip(xyxy, 0.0, [width, height, width, height])  # [N,4]
-        outside = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
-        if outside.any():
-            i = int(np.argmax(outside))
-            raise FormatError(
-                f"{where}: box {i} {xyxy[i].tolist()} lies wholly outside the {width} x {height} image; "
-                "nothing was imported",
-                path,
-            )
-        changed = (clipped != xyxy).any(axis=1)
+        clipped, changed = clip_checked(
+            xyxy, (width, height), f"{path}: image {item.file_name!r} (nothing was imported)", FormatError
+        )
         src: list[tuple[Any, Any]] = [(None, None)] * len(xyxy)
         if item.xywh is not None:
             exact = (

@@ -13,12 +13,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from deepblock_nb.core.boxes import clip_boxes, valid_boxes
 from deepblock_nb.core.detections import Detections
 from deepblock_nb.core.tiling import suggest_grid as _suggest_grid
 from deepblock_nb.core.tiling import tile_windows
 from deepblock_nb.errors import (
     AnnotationError,
     CategoryError,
+    DeepBlockError,
     ImageReadError,
     PathError,
     ProjectError,
@@ -455,7 +457,9 @@ class ProjectCore:
     ) -> np.ndarray:
         """Add many boxes to one image in one transaction; returns their ids ``(N,)``."""
         rec = self.image(image)
-        boxes = _clip_checked(np.asarray(xyxy, dtype=np.float64).reshape(-1, 4), rec)
+        boxes, _ = clip_checked(
+            np.asarray(xyxy, dtype=np.float64).reshape(-1, 4), rec.image_wh, f"image {rec.name!r}"
+        )
         cat_ids = self._category_ids(categories, len(boxes))
         if len(cat_ids) != len(boxes):
             raise ValueError(f"got {len(cat_ids)} categories for {len(boxes)} boxes")
@@ -480,7 +484,9 @@ class ProjectCore:
         rec = self.image(int(row[0]))
         with self._db.write() as cx:
             if xyxy is not None:
-                b = _clip_checked(np.asarray(xyxy, dtype=np.float64).reshape(1, 4), rec)[0]
+                b = clip_checked(
+                    np.asarray(xyxy, dtype=np.float64).reshape(1, 4), rec.image_wh, f"image {rec.name!r}"
+                )[0][0]
                 cx.execute(
                     "UPDATE annotations SET x1=?, y1=?, x2=?, y2=?, src_w=NULL, src_h=NULL WHERE id=?",
                     (*b.tolist(), int(box_id)),
@@ -603,22 +609,34 @@ def _check_color(color: str) -> str:
     return c
 
 
-def _clip_checked(boxes: np.ndarray, rec: ImageRecord) -> np.ndarray:
-    """Clip boxes ``(N,4)`` to the image; refuse non-finite, inverted, empty or outside ones."""
-    if not np.all(np.isfinite(boxes)):
-        raise AnnotationError(f"image {rec.name!r}: box coordinates must be finite numbers")
-    bad = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
-    if bad.any():
-        b = boxes[np.argmax(bad)].tolist()
-        raise AnnotationError(f"image {rec.name!r}: box {b} is inverted or empty (need x2 > x1 and y2 > y1)")
-    clipped = np.clip(boxes, 0.0, [rec.width, rec.height, rec.width, rec.height])  # [N,4]
-    empty = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
-    if empty.any():
-        b = boxes[np.argmax(empty)].tolist()
-        raise AnnotationError(
-            f"image {rec.name!r}: box {b} lies outside the image ({rec.width} x {rec.height} pixels)"
+def clip_checked(
+    boxes: np.ndarray, image_wh: tuple[int, int], where: str, error: type[DeepBlockError] = AnnotationError
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clip ``(N, 4)`` boxes to the image; refuse non-finite, inverted, empty or wholly outside ones.
+
+    Returns:
+        ``(N, 4)`` clipped boxes and an ``(N,)`` mask of the boxes clipping changed.
+
+    Raises:
+        ``error`` naming ``where`` and the first bad box.
+    """
+    finite = np.isfinite(boxes).all(axis=1)
+    if not finite.all():
+        i = int(np.argmin(finite))
+        raise error(f"{where}: box {i} {boxes[i].tolist()} has coordinates that are not finite numbers")
+    inverted = ~valid_boxes(boxes)
+    if inverted.any():
+        i = int(np.argmax(inverted))
+        raise error(f"{where}: box {i} {boxes[i].tolist()} is inverted or empty (need x2 > x1 and y2 > y1)")
+    clipped = clip_boxes(boxes, image_wh)
+    outside = ~valid_boxes(clipped)
+    if outside.any():
+        i = int(np.argmax(outside))
+        raise error(
+            f"{where}: box {i} {boxes[i].tolist()} lies outside the image "
+            f"({image_wh[0]} x {image_wh[1]} pixels)"
         )
-    return clipped
+    return clipped, (clipped != boxes).any(axis=1)
 
 
 def _encode_png(frame: np.ndarray, name: str) -> bytes:

@@ -11,8 +11,6 @@ from deepblock_nb.core.boxes import (
     box_ios,
     box_iou,
     clip_boxes,
-    nmm,
-    nms,
     valid_boxes,
     xywh_to_xyxy,
     xyxy_to_xywh,
@@ -73,30 +71,3 @@ def test_clip_boxes_does_not_modify_input() -> None:
     np.testing.assert_allclose(out, [[0, 0, 5, 5], [8, 8, 10, 9]])
     assert b[0, 0] == -5
     assert clip_boxes(EMPTY, (1, 1)).shape == (0, 4)
-
-
-def test_nms_per_class_and_metric() -> None:
-    b = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 10], [50, 50, 60, 60], [2, 2, 5, 5]], float)
-    s = np.array([0.9, 0.8, 0.7, 0.6, 0.95])
-    np.testing.assert_array_equal(nms(b, s, 0.5), [4, 0, 3])
-    np.testing.assert_array_equal(nms(b, s, 0.5, class_id=[1, 1, 2, 1, 1]), [4, 0, 2, 3])
-    np.testing.assert_array_equal(nms(b, s, 0.5, metric="ios"), [4, 3])
-    assert nms(EMPTY, [], 0.5).shape == (0,)
-    with pytest.raises(ValueError, match="metric"):
-        nms(b, s, metric="dice")
-
-
-def test_nmm_merges_boxes_cut_by_a_tile_border() -> None:
-    # one object split at x = 100 into two parts, plus an unrelated box
-    b = np.array([[80, 10, 100, 30], [100, 10, 120, 30], [300, 300, 310, 310]], float)
-    s = np.array([0.6, 0.9, 0.5])
-    merged, scores, keep = nmm(b, s, threshold=0.0, metric="ios")
-    assert len(merged) == 3  # touching boxes have zero intersection: not merged
-    b2 = b.copy()
-    b2[0, 2] = 102  # slight overlap across the border
-    merged, scores, keep = nmm(b2, s, threshold=0.05, metric="ios")
-    np.testing.assert_allclose(merged[0], [80, 10, 120, 30])
-    np.testing.assert_allclose(scores, [0.9, 0.5])
-    np.testing.assert_array_equal(keep, [1, 2])
-    m, sc, k = nmm(EMPTY, [])
-    assert m.shape == (0, 4) and sc.shape == (0,) and k.shape == (0,)
