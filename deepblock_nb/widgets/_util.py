@@ -106,6 +106,19 @@ class Subscriptions:
                 log.exception("unsubscribe failed")
 
 
+def follow_job(
+    job: Any, subs: Subscriptions, throttle: Throttle, events: tuple[str, ...] = ("progress",)
+) -> None:
+    """Redraw through ``throttle`` on each of ``events`` of ``job``, and at once on
+    its status changes and end; ``subs`` drops the previous job's subscriptions."""
+    subs.close()
+    for event in events:
+        subs.add(job.on(event, lambda _job: throttle()))
+    subs.add(job.on("status", lambda _job: throttle.flush()))
+    subs.add(job.on("done", lambda _job: throttle.flush()))
+    throttle.flush()
+
+
 def error_html(exc: BaseException | str) -> str:
     """A red one-line message for a status label."""
     text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"

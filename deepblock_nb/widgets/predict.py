@@ -12,7 +12,7 @@ import ipywidgets as W
 import numpy as np
 
 from deepblock_nb.widgets._imageview import ImageView
-from deepblock_nb.widgets._util import Subscriptions, Throttle, error_html, guarded, info_html
+from deepblock_nb.widgets._util import Subscriptions, Throttle, error_html, follow_job, guarded, info_html
 from deepblock_nb.widgets.webcam import Webcam
 
 __all__ = ["PredictPanel", "unique_name"]
@@ -171,12 +171,8 @@ class PredictPanel(W.VBox):
                 return None
             images = [self.image.id]
         job = self.project.predict(images=images, accurate=bool(self.accurate.value))
-        self._job_subs.close()
         self.job = job
-        self._job_subs.add(job.on("progress", lambda _j: self._throttle()))
-        self._job_subs.add(job.on("status", lambda _j: self._throttle.flush()))
-        self._job_subs.add(job.on("done", lambda _j: self._throttle.flush()))
-        self._throttle.flush()
+        follow_job(job, self._job_subs, self._throttle)
         return job
 
     def _refresh_job(self) -> None:

@@ -10,7 +10,7 @@ import bqplot as bq
 import ipywidgets as W
 import numpy as np
 
-from deepblock_nb.widgets._util import Subscriptions, Throttle, error_html, guarded, info_html
+from deepblock_nb.widgets._util import Subscriptions, Throttle, error_html, follow_job, guarded, info_html
 
 __all__ = ["EvaluatePanel", "Scorecard"]
 
@@ -164,12 +164,8 @@ class EvaluatePanel(W.VBox):
 
     def start(self) -> Any:
         job = self.project.evaluate(run=self.run.value or None)
-        self._job_subs.close()
         self.job = job
-        self._job_subs.add(job.on("progress", lambda _j: self._throttle()))
-        self._job_subs.add(job.on("status", lambda _j: self._throttle.flush()))
-        self._job_subs.add(job.on("done", lambda _j: self._throttle.flush()))
-        self._throttle.flush()
+        follow_job(job, self._job_subs, self._throttle)
         return job
 
     def _refresh(self) -> None:

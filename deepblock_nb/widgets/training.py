@@ -11,7 +11,7 @@ import ipywidgets as W
 import numpy as np
 import pandas as pd
 
-from deepblock_nb.widgets._util import Subscriptions, Throttle, error_html, guarded
+from deepblock_nb.widgets._util import Subscriptions, Throttle, error_html, follow_job, guarded
 
 __all__ = ["MODEL_PRESETS", "TrainingPanel", "curves_from_history"]
 
@@ -161,13 +161,8 @@ class TrainingPanel(W.VBox):
         """Follow a training job: its history, progress and status."""
         if job is self.job:
             return
-        self._job_subs.close()
         self.job = job
-        for event in ("history", "progress"):
-            self._job_subs.add(job.on(event, lambda _job: self._throttle()))
-        self._job_subs.add(job.on("status", lambda _job: self._throttle.flush()))
-        self._job_subs.add(job.on("done", lambda _job: self._throttle.flush()))
-        self._throttle.flush()
+        follow_job(job, self._job_subs, self._throttle, events=("history", "progress"))
 
     def _on_jobs(self, topic: str, job: Any = None, **payload: Any) -> None:
         if job is not None and job.kind == "train" and job is not self.job and not job.status.done:
