@@ -5,59 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests._jupyter import ROOT, jupyter_lab
 
 
 def test_jupyterlab_serves_the_workbench(tmp_path: Path) -> None:
-    port = _free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        "--allow-root",
-        "--IdentityProvider.token=",
-        "--ServerApp.password=",
-        f"--ServerApp.root_dir={ROOT}",
-        "--LabApp.news_url=",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]
-    env = {
-        **os.environ,
-        "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"),
-        "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
-    }
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/api/status", timeout=2) as r:
-                    assert r.status == 200
-                    break
-            except OSError:
-                if server.poll() is not None or time.time() > deadline:
-                    err = server.stderr.read().decode() if server.stderr else ""
-                    pytest.fail(f"jupyter lab did not start: {err[-2000:]}")
-                time.sleep(0.5)
+    with jupyter_lab(ROOT, tmp_path) as base:
         with urllib.request.urlopen(f"{base}/api/contents/notebooks/workbench.ipynb", timeout=10) as r:
             nb = json.loads(r.read())
         assert nb["type"] == "notebook"
@@ -67,12 +24,6 @@ def test_jupyterlab_serves_the_workbench(tmp_path: Path) -> None:
             assert b"JupyterLab" in r.read()
         with urllib.request.urlopen(f"{base}/api/kernelspecs", timeout=10) as r:
             assert "python3" in json.loads(r.read())["kernelspecs"]
-    finally:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 @pytest.mark.slow
