@@ -11,6 +11,8 @@ TORCH  := torch==2.14.1 torchvision==0.29.1
 DEMO   ?= demo_project
 PORT   ?= 8888
 export MPLBACKEND := Agg
+# JupyterLab refuses to run as root unless told (containers, CI machines)
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: setup lab test test-fast lint bench browser clean
 
@@ -34,7 +36,7 @@ browser:
 
 lab: setup
 	$(BIN)/python -m deepblock_nb.demo $(DEMO)
-	DEEPBLOCK_DEMO=$(abspath $(DEMO)) $(BIN)/jupyter lab --ip=127.0.0.1 --port=$(PORT) notebooks/workbench.ipynb
+	DEEPBLOCK_DEMO=$(abspath $(DEMO)) $(BIN)/jupyter lab --ip=127.0.0.1 --port=$(PORT) $(ALLOW_ROOT) notebooks/workbench.ipynb
 
 lint: setup
 	$(BIN)/ruff check deepblock_nb tests benchmarks
