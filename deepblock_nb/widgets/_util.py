@@ -9,7 +9,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["DRAW_LOCK", "Subscriptions", "Throttle", "error_html", "guarded", "info_html"]
+import ipywidgets as W
+
+__all__ = [
+    "DRAW_LOCK",
+    "JobPanel",
+    "Subscriptions",
+    "Throttle",
+    "error_html",
+    "follow_job",
+    "guarded",
+    "info_html",
+]
 
 log = logging.getLogger(__name__)
 
@@ -140,3 +151,25 @@ def guarded(fn: Callable[..., Any], on_error: Callable[[BaseException], None]) -
             return None
 
     return inner
+
+
+class JobPanel(W.VBox):
+    """Base of the panels that start and follow one job (train, evaluate, predict).
+
+    Subclasses set ``status`` (an HTML line), ``_throttle`` (their redraw),
+    ``_subs`` (project subscriptions) and ``_job_subs`` (the followed job's).
+    """
+
+    status: W.HTML
+    _throttle: Throttle
+    _subs: Subscriptions
+    _job_subs: Subscriptions
+
+    def _error(self, exc: BaseException | str) -> None:
+        self.status.value = error_html(exc)
+
+    def close(self) -> None:
+        self._throttle.cancel()
+        self._job_subs.close()
+        self._subs.close()
+        super().close()

@@ -12,7 +12,15 @@ import ipywidgets as W
 import numpy as np
 
 from deepblock_nb.widgets._imageview import ImageView
-from deepblock_nb.widgets._util import Subscriptions, Throttle, error_html, follow_job, guarded, info_html
+from deepblock_nb.widgets._util import (
+    JobPanel,
+    Subscriptions,
+    Throttle,
+    error_html,
+    follow_job,
+    guarded,
+    info_html,
+)
 from deepblock_nb.widgets.webcam import Webcam
 
 __all__ = ["PredictPanel", "unique_name"]
@@ -31,7 +39,7 @@ def unique_name(name: str, taken: set[str]) -> str:
     return f"{p.stem}-{k}{p.suffix}"
 
 
-class PredictPanel(W.VBox):
+class PredictPanel(JobPanel):
     """Predict on the project's "predict" images and browse the results.
 
     Images come from a file upload or a webcam capture (``split="predict"``).
@@ -265,14 +273,8 @@ class PredictPanel(W.VBox):
             self.download.value = info_html(f"written to {path} ({size:,} bytes)")
         return path
 
-    def _error(self, exc: BaseException | str) -> None:
-        self.status.value = error_html(exc)
-
     def close(self) -> None:
-        self._throttle.cancel()
         self._overlay_throttle.cancel()
-        self._subs.close()
-        self._job_subs.close()
         self.view.close()
         self.webcam.close()
         super().close()

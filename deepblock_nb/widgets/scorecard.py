@@ -10,7 +10,15 @@ import bqplot as bq
 import ipywidgets as W
 import numpy as np
 
-from deepblock_nb.widgets._util import Subscriptions, Throttle, error_html, follow_job, guarded, info_html
+from deepblock_nb.widgets._util import (
+    JobPanel,
+    Subscriptions,
+    Throttle,
+    error_html,
+    follow_job,
+    guarded,
+    info_html,
+)
 
 __all__ = ["EvaluatePanel", "Scorecard"]
 
@@ -108,7 +116,7 @@ class Scorecard(W.VBox):
             self.pr_lines.labels, self.pr_lines.colors = labels, colors or ["#1f77b4"]
 
 
-class EvaluatePanel(W.VBox):
+class EvaluatePanel(JobPanel):
     """An Evaluate button over the project's evaluate split, with progress and a Scorecard."""
 
     def __init__(self, project: Any, interval: float = 0.1, **kwargs: Any) -> None:
@@ -182,12 +190,3 @@ class EvaluatePanel(W.VBox):
             self.status.value = f"<b>{job.status.value}</b> {html.escape(str(job.message))}"
         if done and job.result is not None and job.result is not self.scorecard.report:
             self.scorecard.report = job.result
-
-    def _error(self, exc: BaseException | str) -> None:
-        self.status.value = error_html(exc)
-
-    def close(self) -> None:
-        self._throttle.cancel()
-        self._job_subs.close()
-        self._subs.close()
-        super().close()

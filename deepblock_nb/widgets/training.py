@@ -11,7 +11,7 @@ import ipywidgets as W
 import numpy as np
 import pandas as pd
 
-from deepblock_nb.widgets._util import Subscriptions, Throttle, error_html, follow_job, guarded
+from deepblock_nb.widgets._util import JobPanel, Subscriptions, Throttle, error_html, follow_job, guarded
 
 __all__ = ["MODEL_PRESETS", "TrainingPanel", "curves_from_history"]
 
@@ -61,7 +61,7 @@ def curves_from_history(history: pd.DataFrame) -> dict[str, tuple[np.ndarray, np
     return out
 
 
-class TrainingPanel(W.VBox):
+class TrainingPanel(JobPanel):
     """Epochs, model preset, Train / Stop / Resume, progress, live curves, status.
 
     Follows the project's latest training job, also one started from a cell.
@@ -191,12 +191,3 @@ class TrainingPanel(W.VBox):
             self.train_button.disabled = not done
             self.resume_button.disabled = not done
             self.stop_button.disabled = done or status.value == "stopping"
-
-    def _error(self, exc: BaseException | str) -> None:
-        self.status.value = error_html(exc)
-
-    def close(self) -> None:
-        self._throttle.cancel()
-        self._job_subs.close()
-        self._subs.close()
-        super().close()
