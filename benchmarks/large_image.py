@@ -27,7 +27,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 import psutil
 import tifffile
+from _memory import PeakRSS
 
 TILE = 512
 MB = 1024 * 1024
@@ -70,32 +70,6 @@ def generate(path: Path, size: int) -> None:
         bigtiff=True,
     )
     tmp.replace(path)
-
-
-class PeakRSS:
-    """Context manager sampling this process's RSS in a thread; ``peak`` in bytes."""
-
-    def __init__(self, interval: float = 0.002) -> None:
-        self.interval = interval
-        self.proc = psutil.Process()
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(self.interval)
-
-    def __enter__(self) -> PeakRSS:
-        self.peak = self.proc.memory_info().rss
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
 
 
 def measure(name: str, fn: Callable[[], Any], results: dict[str, dict[str, float]]) -> Any:
@@ -153,7 +127,8 @@ def main() -> None:
     win = args.window
     measure("read_region 1000 (cold)", lambda: src.read_region(c, c, win, win), r)
     measure("read_region 1000 (warm)", lambda: src.read_region(c, c, win, win), r)
-    measure("read_region 1000 (other)", lambda: src.read_region(c + 3 * win, 7, win, win), r)
+    other_x = min(c + 3 * win, args.size - win)  # another window, inside smaller images too
+    measure("read_region 1000 (other)", lambda: src.read_region(other_x, 7, win, win), r)
     measure("overview 1024", lambda: src.overview(1024), r)
     images.clear_tile_cache()
     cache = folder / "cache"

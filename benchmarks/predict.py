@@ -25,7 +25,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _memory import PeakRSS
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -120,44 +120,14 @@ def make_model(device: str) -> Loaded:
     return Loaded(model.eval().to(dev), [1, 2], TILE, dev)
 
 
-def _vm_hwm() -> int:
-    """This process's peak resident bytes (Linux ``VmHWM``; unlike ``ru_maxrss`` it
-    does not carry the parent's peak across ``exec``), or 0 where unavailable."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-class PeakMemory:
-    """Peak resident memory of this process: ``VmHWM`` and a 10 ms sampler."""
-
-    def __init__(self) -> None:
-        import psutil
-
-        self._proc = psutil.Process()
-        self.start = self._proc.memory_info().rss
-        self.peak = self.start
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.01):
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-
-    def stop(self) -> dict[str, float]:
-        self._stop.set()
-        self._thread.join()
-        maxrss = _vm_hwm()
-        return {
-            "rss_before_mb": self.start / 2**20,
-            "peak_rss_mb": max(self.peak, maxrss) / 2**20,
-            "peak_over_before_mb": (max(self.peak, maxrss) - self.start) / 2**20,
-        }
+def _memory_fields(mem: PeakRSS) -> dict[str, float]:
+    """Stop the sampler; the figures in MB (the child process measures one method)."""
+    mem.__exit__()
+    return {
+        "rss_before_mb": mem.start / 2**20,
+        "peak_rss_mb": mem.peak / 2**20,
+        "peak_over_before_mb": (mem.peak - mem.start) / 2**20,
+    }
 
 
 def _sync(device: Any) -> None:
@@ -178,7 +148,7 @@ def run_ours(path: Path, device: str, with_pure: bool) -> dict[str, Any]:
     loaded = make_model(device)
     batch_size = default_batch_size(loaded.device)
     with tempfile.TemporaryDirectory() as cache:
-        mem = PeakMemory()
+        mem = PeakRSS(0.01, lifetime=True).__enter__()
         t0 = time.perf_counter()
         with open_image(path, cache_dir=cache, cache_bytes=STREAM_CACHE_BYTES) as src:
             det = predict_image(loaded, src, None, batch_size=batch_size)
@@ -189,7 +159,7 @@ def run_ours(path: Path, device: str, with_pure: bool) -> dict[str, Any]:
                 "seconds": first,
                 "boxes": len(det),
                 "batch_size": batch_size,
-                **mem.stop(),
+                **_memory_fields(mem),
             }
             if not with_pure:
                 return out
@@ -245,7 +215,7 @@ def run_sahi(path: Path, device: str) -> dict[str, Any]:
         category_mapping={"1": "a", "2": "b"},
         load_at_init=True,
     )
-    mem = PeakMemory()
+    mem = PeakRSS(0.01, lifetime=True).__enter__()
     t0 = time.perf_counter()
     result = get_sliced_prediction(
         str(path),
@@ -263,7 +233,12 @@ def run_sahi(path: Path, device: str) -> dict[str, Any]:
     )
     _sync(loaded.device)
     seconds = time.perf_counter() - t0
-    return {"method": "sahi", "seconds": seconds, "boxes": len(result.object_prediction_list), **mem.stop()}
+    return {
+        "method": "sahi",
+        "seconds": seconds,
+        "boxes": len(result.object_prediction_list),
+        **_memory_fields(mem),
+    }
 
 
 def _child(args: argparse.Namespace) -> None:

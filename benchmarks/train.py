@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from deepblock_nb.core.tiling import tile_windows  # noqa: E402
 from deepblock_nb.ml.callbacks import Callback  # noqa: E402
 from deepblock_nb.ml.data import TileItem, collate  # noqa: E402
 from deepblock_nb.ml.models import build_model  # noqa: E402
@@ -62,14 +63,11 @@ class Quiet:
 
 
 def tiles(images: list[ShapeImage], grid: int) -> list[TileItem]:
-    out = []
-    for s in images:
-        w, h = s.size
-        tw, th = w // grid, h // grid
-        for y in range(grid):
-            for x in range(grid):
-                out.append(TileItem(s.path, (x * tw, y * th, tw, th), s.xyxy, s.category_ids, s.size))
-    return out
+    return [
+        TileItem(s.path, tuple(int(v) for v in window), s.xyxy, s.category_ids, s.size)
+        for s in images
+        for window in tile_windows(s.size, grid, grid)
+    ]
 
 
 class BareTiles(torch.utils.data.Dataset):  # type: ignore[type-arg]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from deepblock_nb.core.tiling import tile_windows
 from deepblock_nb.errors import ImageReadError, ModelError
 from deepblock_nb.jobs import JobQueue, JobStatus
 from deepblock_nb.ml.callbacks import Callback
@@ -44,14 +45,11 @@ class StandIn:
 
 
 def _items(images: list[Any], grid: int = 1) -> list[TileItem]:
-    out = []
-    for s in images:
-        w, h = s.size
-        tw, th = w // grid, h // grid
-        for y in range(grid):
-            for x in range(grid):
-                out.append(TileItem(s.path, (x * tw, y * th, tw, th), s.xyxy, s.category_ids, s.size))
-    return out
+    return [
+        TileItem(s.path, tuple(int(v) for v in window), s.xyxy, s.category_ids, s.size)
+        for s in images
+        for window in tile_windows(s.size, grid, grid)
+    ]
 
 
 FAST: dict[str, Any] = {"tile_size": 64, "batch_size": 8, "num_workers": 0}
