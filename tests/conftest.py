@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,10 @@ import pytest
 from PIL import Image
 
 import deepblock_nb as dbn
+
+# No test reaches the network for pretrained weights (subprocesses inherit this too);
+# tests/ml/test_weights_fetch.py turns fetching on against a server of its own.
+os.environ["DEEPBLOCK_DOWNLOAD_WEIGHTS"] = "0"
 
 
 def write_png(path: Path, width: int = 64, height: int = 48, seed: int = 0) -> Path:
