@@ -3,6 +3,13 @@
 The engine lives in :mod:`deepblock_nb.core.metrics` (numpy only); see there for details.
 """
 
-from deepblock_nb.core.metrics import ClassScores, Curves, EvaluationError, EvaluationReport, evaluate
+from deepblock_nb.core.metrics import (
+    ClassScores,
+    Curves,
+    EvaluationError,
+    EvaluationReport,
+    ThresholdScores,
+    evaluate,
+)
 
-__all__ = ["ClassScores", "Curves", "EvaluationError", "EvaluationReport", "evaluate"]
+__all__ = ["ClassScores", "Curves", "EvaluationError", "EvaluationReport", "ThresholdScores", "evaluate"]

@@ -22,6 +22,43 @@ IntArray = npt.NDArray[np.int64]
 
 _CLASS_COLUMNS = ("gt", "ap", "ap50", "precision", "recall", "f1", "tp", "fp", "fn")
 
+#: ``EvaluationReport.threshold_rule`` values: the headline is at the best-F1 threshold
+#: (``evaluate(threshold=None)``), or at the threshold the caller gave.
+BEST_F1 = "best F1"
+GIVEN = "given"
+
+
+@dataclass(frozen=True)
+class ThresholdScores:
+    """Precision, recall, F1 and counts over all categories (micro-averaged) at one threshold.
+
+    A prediction counts when its confidence is >= ``threshold``; matching is at the
+    report's ``iou_threshold``; a ratio with a zero denominator is 0.0.
+    """
+
+    threshold: float
+    precision: float
+    recall: float
+    f1: float
+    tp: int
+    fp: int
+    fn: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ThresholdScores:
+        return cls(
+            float(data["threshold"]),
+            float(data["precision"]),
+            float(data["recall"]),
+            float(data["f1"]),
+            int(data["tp"]),
+            int(data["fp"]),
+            int(data["fn"]),
+        )
+
 
 @dataclass(eq=False)
 class ClassScores:
@@ -76,10 +113,16 @@ class EvaluationReport:
 
     The twelve COCO numbers (``map`` ... ``ar_large``) equal pycocotools' ``COCOeval``
     bbox stats, -1 where it gives -1 (no ground truth in that area range).
-    ``precision``, ``recall``, ``f1`` and the TP/FP/FN counts are over all categories
-    (micro-averaged) for predictions with confidence >= ``threshold`` at IoU
-    ``iou_threshold``; a ratio with a zero denominator is 0.0. ``best_threshold`` is
-    the confidence that maximises that F1 (``best_f1``).
+    ``precision``, ``recall``, ``f1`` and the TP/FP/FN counts (the headline) are over
+    all categories (micro-averaged) for predictions with confidence >= ``threshold``
+    at IoU ``iou_threshold``; a ratio with a zero denominator is 0.0. ``best_threshold``
+    is the threshold of the confidence grid 0, 0.01, ..., 1 that maximises that F1
+    (``best_f1``; of equal F1 the highest threshold).
+
+    ``threshold_rule`` says where ``threshold`` comes from: ``"best F1"`` (it is
+    ``best_threshold``, the default of :func:`~deepblock_nb.core.metrics.evaluate`) or
+    ``"given"`` (the caller's). ``at_threshold`` holds the same overall figures at a
+    second threshold (the user's slider, say), or ``None`` when none was asked for.
     """
 
     map: float
@@ -108,6 +151,15 @@ class EvaluationReport:
     max_dets: tuple[int, ...]
     classes: ClassScores = field(repr=False)
     curves: Curves = field(repr=False)
+    threshold_rule: str = GIVEN
+    at_threshold: ThresholdScores | None = None
+
+    @property
+    def threshold_label(self) -> str:
+        """Where the headline figures are, in words: "at 0.16, the best-F1 threshold"."""
+        if self.threshold_rule == BEST_F1:
+            return f"at {self.threshold:.2f}, the best-F1 threshold"
+        return f"at the given threshold {self.threshold:.2f}"
 
     @property
     def stats(self) -> FloatArray:
@@ -125,26 +177,44 @@ class EvaluationReport:
         return pd.DataFrame(data, index=pd.Index(c.class_id, name="class_id"))
 
     def to_frame(self) -> pd.DataFrame:
-        """``per_class`` plus a last row ``"all"`` with the overall figures (AP = mAP)."""
+        """``per_class`` plus a row ``"all"`` with the overall figures (AP = mAP).
+
+        A last column ``threshold`` says at which confidence threshold each row's
+        precision, recall, F1 and counts are. With ``at_threshold``, a further row
+        ``"all at <t>"`` (class id -2, no AP) gives the overall figures there.
+        """
         import pandas as pd
 
         frame = self.per_class
-        total = pd.DataFrame(
+        rows: list[dict[str, Any]] = [
             {
-                "name": ["all"],
-                "gt": [int(self.classes.gt.sum())],
-                "ap": [self.map],
-                "ap50": [self.map50],
-                "precision": [self.precision],
-                "recall": [self.recall],
-                "f1": [self.f1],
-                "tp": [self.tp],
-                "fp": [self.fp],
-                "fn": [self.fn],
-            },
-            index=pd.Index([-1], name="class_id"),
-        )
-        return pd.concat([frame, total])
+                "name": "all",
+                "gt": int(self.classes.gt.sum()),
+                "ap": self.map,
+                "ap50": self.map50,
+                "precision": self.precision,
+                "recall": self.recall,
+                "f1": self.f1,
+                "tp": self.tp,
+                "fp": self.fp,
+                "fn": self.fn,
+            }
+        ]
+        at = self.at_threshold
+        if at is not None:
+            rows.append(
+                {
+                    "name": f"all at {at.threshold:.2f}",
+                    "gt": int(self.classes.gt.sum()),
+                    "ap": math.nan,
+                    "ap50": math.nan,
+                    **{n: getattr(at, n) for n in ("precision", "recall", "f1", "tp", "fp", "fn")},
+                }
+            )
+        total = pd.DataFrame(rows, index=pd.Index([-1, -2][: len(rows)], name="class_id"))
+        out = pd.concat([frame, total])
+        out["threshold"] = [self.threshold] * (len(frame) + 1) + ([at.threshold] if at is not None else [])
+        return out
 
     def plot(self) -> Any:
         """A matplotlib figure: precision-recall (IoU 0.5) and F1-vs-confidence per category.
@@ -165,7 +235,16 @@ class EvaluationReport:
                 ax_pr.plot(cv.recall, cv.precision[k], lw=1, label=f"{name} AP50={c.ap50[k]:.3f}")
             ax_f1.plot(cv.confidence, cv.f1_conf[k], lw=1, label=name)
         ax_f1.plot(cv.confidence, cv.f1_conf_all, lw=2.5, color="k", label="all")
-        ax_f1.axvline(self.best_threshold, color="k", ls=":", lw=1)
+        ax_f1.axvline(
+            self.best_threshold, color="k", ls=":", lw=1, label=f"best F1 {self.best_threshold:.2f}"
+        )
+        if self.threshold_rule != BEST_F1:
+            ax_f1.axvline(
+                self.threshold, color="tab:blue", ls="--", lw=1, label=f"headline {self.threshold:.2f}"
+            )
+        if self.at_threshold is not None:
+            t = self.at_threshold.threshold
+            ax_f1.axvline(t, color="tab:red", ls="--", lw=1, label=f"your threshold {t:.2f}")
         ax_pr.set(
             xlabel="recall",
             ylabel="precision",
@@ -178,7 +257,8 @@ class EvaluationReport:
             ylabel="F1",
             xlim=(0, 1),
             ylim=(0, 1.02),
-            title=f"F1 vs confidence (best {self.best_f1:.3f} at {self.best_threshold:.2f})",
+            title=f"F1 vs confidence (best {self.best_f1:.3f} at {self.best_threshold:.2f})\n"
+            f"precision, recall, F1 {self.threshold_label}",
         )
         if len(c.name) <= 20:
             ax_pr.legend(fontsize=7, loc="lower left")
@@ -191,17 +271,23 @@ class EvaluationReport:
         """A JSON-serialisable dict (NaN written as ``None``); see :meth:`from_dict`."""
         out: dict[str, Any] = {"version": 1}
         for f in fields(self):
-            if f.name in ("classes", "curves"):
+            if f.name in _NESTED:
                 continue
             value = getattr(self, f.name)
             out[f.name] = list(value) if isinstance(value, tuple) else _plain(value)
         out["classes"] = {f.name: _plain(getattr(self.classes, f.name)) for f in fields(ClassScores)}
         out["curves"] = {f.name: _plain(getattr(self.curves, f.name)) for f in fields(Curves)}
+        out["threshold_rule"] = self.threshold_rule
+        out["at_threshold"] = None if self.at_threshold is None else self.at_threshold.to_dict()
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvaluationReport:
-        """Rebuild a report written by :meth:`to_dict`."""
+        """Rebuild a report written by :meth:`to_dict`.
+
+        A report written before ``threshold_rule`` and ``at_threshold`` existed reads
+        as ``"given"`` (it was scored at the caller's threshold) and ``None``.
+        """
         if data.get("version") != 1:
             raise DeepBlockError(f"evaluation record has unknown version {data.get('version')!r}; expected 1")
         int_cols = {"class_id", "gt", "tp", "fp", "fn"}
@@ -217,15 +303,24 @@ class EvaluationReport:
             width = len(arrays["recall"] if name == "precision" else arrays["confidence"])
             arrays[name] = arrays[name].reshape(-1, width)
         curves = Curves(**arrays)
-        scalars = {f.name: data[f.name] for f in fields(cls) if f.name not in ("classes", "curves")}
+        scalars = {f.name: data[f.name] for f in fields(cls) if f.name not in _NESTED}
         scalars["max_dets"] = tuple(int(m) for m in scalars["max_dets"])
         for name in ("tp", "fp", "fn", "n_images"):
             scalars[name] = int(scalars[name])
         for name, value in scalars.items():
             if name not in ("tp", "fp", "fn", "n_images", "max_dets"):
                 scalars[name] = math.nan if value is None else float(value)
-        return cls(**scalars, classes=classes, curves=curves)
+        at = data.get("at_threshold")
+        return cls(
+            **scalars,
+            classes=classes,
+            curves=curves,
+            threshold_rule=str(data.get("threshold_rule", GIVEN)),
+            at_threshold=None if at is None else ThresholdScores.from_dict(at),
+        )
 
+
+_NESTED = ("classes", "curves", "threshold_rule", "at_threshold")  # not plain numbers in to_dict
 
 _STAT_FIELDS = (
     "map", "map50", "map75", "map_small", "map_medium", "map_large",

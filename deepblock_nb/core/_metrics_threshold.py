@@ -16,7 +16,10 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
-CONFIDENCE_GRID: FloatArray = np.linspace(0.0, 1.0, 101)
+#: Confidence thresholds 0, 0.01, ..., 1 of the curves and of the best-F1 choice: the
+#: doubles nearest to the hundredths (``k / 100``), so the grid's 0.7 is the 0.7 a slider
+#: or a cell sets (``linspace`` gives 0.7000000000000001 there).
+CONFIDENCE_GRID: FloatArray = np.arange(101) / 100
 
 
 def ratio(num: npt.ArrayLike, den: npt.ArrayLike) -> FloatArray:
@@ -77,23 +80,15 @@ def confidence_curves(
     return p, r, f, pa, ra, fa
 
 
-def best_threshold(
-    score: FloatArray, matched: BoolArray, n_gt_total: int, default: float
-) -> tuple[float, float]:
-    """The confidence threshold that maximises F1 over all categories, and that F1.
+def best_threshold(f1_all: FloatArray, grid: FloatArray, default: float) -> tuple[float, float]:
+    """The grid threshold that maximises the overall F1 (``f1_all (C,)`` on ``grid (C,)``), and that F1.
 
-    Candidates are the prediction scores themselves; of equal F1 the highest threshold
-    wins. Without predictions or ground truth, ``(default, 0.0)``.
+    Of equal F1 the highest threshold wins: on a plateau it is the cut just below the
+    weakest box the best F1 needs, and it keeps the fewest boxes for that F1. Where
+    no threshold gives an F1 above 0 (no predictions, no ground truth, no match),
+    ``(default, 0.0)``.
     """
-    if len(score) == 0 or n_gt_total == 0:
+    if len(f1_all) == 0 or not np.max(f1_all) > 0:
         return float(default), 0.0
-    order = np.argsort(-score, kind="stable")
-    s = score[order]
-    tp = np.cumsum(matched[order])
-    fp = np.arange(1, len(s) + 1) - tp
-    last = np.r_[s[1:] != s[:-1], True]  # last box of each run of equal scores
-    f1 = ratio(2 * tp[last], tp[last] + fp[last] + n_gt_total)
-    i = int(np.argmax(f1))
-    if f1[i] <= 0:
-        return float(default), 0.0
-    return float(s[last][i]), float(f1[i])
+    i = int(np.flatnonzero(f1_all == np.max(f1_all))[-1])
+    return float(grid[i]), float(f1_all[i])

@@ -2,6 +2,8 @@
 
 >>> report = evaluate(ground_truth, predictions)   # lists of Detections, one per image
 >>> report.map, report.map50, report.recall, report.f1, report.best_threshold
+>>> report.threshold, report.threshold_rule          # 0.16, "best F1": where recall and F1 are
+>>> evaluate(ground_truth, predictions, at_threshold=0.5).at_threshold.recall   # and at 0.5
 
 The twelve COCO summary numbers equal pycocotools' ``COCOeval`` (iouType ``bbox``) on
 the same boxes: boxes given as ``xywh = (x1, y1, x2 - x1, y2 - y1)``, ground-truth
@@ -25,7 +27,14 @@ from deepblock_nb.core._metrics_match import (
     flatten,
     greedy_match,
 )
-from deepblock_nb.core._metrics_report import ClassScores, Curves, EvaluationReport
+from deepblock_nb.core._metrics_report import (
+    BEST_F1,
+    GIVEN,
+    ClassScores,
+    Curves,
+    EvaluationReport,
+    ThresholdScores,
+)
 from deepblock_nb.core._metrics_threshold import (
     CONFIDENCE_GRID,
     best_threshold,
@@ -36,14 +45,19 @@ from deepblock_nb.core._metrics_threshold import (
 from deepblock_nb.core.detections import Detections
 from deepblock_nb.errors import EvaluationError
 
-__all__ = ["ClassScores", "Curves", "EvaluationError", "EvaluationReport", "evaluate"]
+__all__ = ["ClassScores", "Curves", "EvaluationError", "EvaluationReport", "ThresholdScores", "evaluate"]
+
+#: The threshold the best-F1 rule falls back to when no threshold gives an F1 above 0
+#: (and a project's threshold before any evaluation or choice of the user).
+DEFAULT_THRESHOLD = 0.5
 
 
 def evaluate(
     ground_truth: Sequence[Detections],
     predictions: Sequence[Detections],
     *,
-    threshold: float = 0.5,
+    threshold: float | None = None,
+    at_threshold: float | None = None,
     iou_threshold: float = 0.5,
     categories: Mapping[int, str] | None = None,
     max_dets: Sequence[int] = (1, 10, 100),
@@ -53,15 +67,22 @@ def evaluate(
     Args:
         ground_truth: one Detections per image (xyxy pixels, category ids; confidence unused).
         predictions: one Detections per image, same order, with confidence.
-        threshold: confidence threshold for precision, recall, F1 and counts (score >= threshold).
+        threshold: confidence threshold of the headline precision, recall, F1 and counts
+            (overall and per category; a box counts when its score >= threshold). ``None``:
+            the best-F1 threshold of the grid 0, 0.01, ..., 1 (``best_threshold``; of equal
+            F1 the highest; 0.5 when no threshold gives an F1 above 0), and the report's
+            ``threshold_rule`` is ``"best F1"``; a number gives ``"given"``.
+        at_threshold: a second confidence threshold (the user's slider): the overall
+            figures there go to ``report.at_threshold`` (a :class:`ThresholdScores`).
+            ``None``: not computed.
         iou_threshold: IoU a prediction needs to match a ground-truth box for those figures.
         categories: category id -> name. Only these categories are evaluated (boxes of
             other ids are left out, as pycocotools does). ``None``: every id present.
         max_dets: the three COCO maxDets values (boxes kept per image and category);
             ``map`` uses the last (pycocotools hard-codes 100 there; equal by default).
 
-    The figures at ``threshold`` count every prediction (no maxDets cap) and every
-    ground-truth box (no area range), matched greedily in score order as COCO does.
+    The figures at a confidence threshold count every prediction (no maxDets cap) and
+    every ground-truth box (no area range), matched greedily in score order as COCO does.
 
     Returns:
         An :class:`EvaluationReport`.
@@ -71,7 +92,7 @@ def evaluate(
             score is not finite or a box is inverted.
     """
     gt_list, pred_list = list(ground_truth), list(predictions)
-    md = _check(gt_list, pred_list, threshold, iou_threshold, max_dets)
+    md = _check(gt_list, pred_list, threshold, at_threshold, iou_threshold, max_dets)
     g_xyxy, g_cls, g_img, _ = _concat("ground_truth", gt_list, with_score=False)
     d_xyxy, d_cls, d_img, d_score = _concat("predictions", pred_list, with_score=True)
     if categories is not None:
@@ -106,15 +127,23 @@ def evaluate(
     stats = summarize(precision, recall, md)
     ap, ap50 = per_class_ap(precision)
 
-    # figures at the confidence threshold
+    # figures at the confidence thresholds: the headline's (given, or the best-F1 one) and the user's
     hit = matched[-1]
     n_gt = np.bincount(gt.cat, minlength=n_k).astype(np.int64)
-    ctp, cfp, cfn = counts_at(det.cat, det.score, hit, n_gt, threshold)
+    pc, rc, fc, pca, rca, fca = confidence_curves(det.cat, det.score, hit, n_gt)
+    best_t, best_f = best_threshold(
+        fca, CONFIDENCE_GRID, DEFAULT_THRESHOLD if threshold is None else threshold
+    )
+    headline_t = best_t if threshold is None else float(threshold)
+    ctp, cfp, cfn = counts_at(det.cat, det.score, hit, n_gt, headline_t)
     cp, cr, cf = prf(ctp, cfp, cfn)
     tp_all, fp_all, fn_all = int(ctp.sum()), int(cfp.sum()), int(cfn.sum())
     p_all, r_all, f_all = prf(tp_all, fp_all, fn_all)
-    best_t, best_f = best_threshold(det.score, hit, int(n_gt.sum()), threshold)
-    pc, rc, fc, pca, rca, fca = confidence_curves(det.cat, det.score, hit, n_gt)
+    at = None
+    if at_threshold is not None:
+        atp, afp, afn = (int(c.sum()) for c in counts_at(det.cat, det.score, hit, n_gt, float(at_threshold)))
+        ap_, ar_, af_ = prf(atp, afp, afn)
+        at = ThresholdScores(float(at_threshold), float(ap_), float(ar_), float(af_), atp, afp, afn)
 
     pr_curve = precision[0, :, :, 0, -1].T.copy()  # [K,R]
     pr_curve[pr_curve < 0] = np.nan
@@ -129,7 +158,7 @@ def evaluate(
         tp=tp_all,
         fp=fp_all,
         fn=fn_all,
-        threshold=float(threshold),
+        threshold=headline_t,
         iou_threshold=float(iou_threshold),
         best_threshold=best_t,
         best_f1=best_f,
@@ -137,13 +166,16 @@ def evaluate(
         max_dets=md,
         classes=classes,
         curves=curves,
+        threshold_rule=BEST_F1 if threshold is None else GIVEN,
+        at_threshold=at,
     )
 
 
 def _check(
     gt: list[Detections],
     pred: list[Detections],
-    threshold: float,
+    threshold: float | None,
+    at_threshold: float | None,
     iou_threshold: float,
     max_dets: Sequence[int],
 ) -> tuple[int, ...]:
@@ -164,8 +196,9 @@ def _check(
         raise EvaluationError(f"max_dets must be three increasing positive counts, got {tuple(max_dets)}")
     if not 0 < iou_threshold <= 1:
         raise EvaluationError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
-    if not np.isfinite(threshold):
-        raise EvaluationError(f"threshold must be a finite number, got {threshold}")
+    for name, value in (("threshold", threshold), ("at_threshold", at_threshold)):
+        if value is not None and not np.isfinite(value):
+            raise EvaluationError(f"{name} must be a finite number or None, got {value}")
     return md
 
 

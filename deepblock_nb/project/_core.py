@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from deepblock_nb.core.boxes import clip_boxes, valid_boxes
 from deepblock_nb.core.detections import Detections
+from deepblock_nb.core.metrics import DEFAULT_THRESHOLD
 from deepblock_nb.core.tiling import suggest_grid as _suggest_grid
 from deepblock_nb.core.tiling import tile_windows
 from deepblock_nb.errors import (
@@ -37,6 +38,10 @@ from deepblock_nb.store.records import PALETTE
 __all__ = ["CategoryLike", "ImageLike", "ImageSourceLike", "ProjectCore"]
 
 DB_NAME = "project.db"
+#: meta keys of the threshold: the user's value (the key older projects already use for
+#: it) and the best-F1 threshold of the newest evaluation, the start until the user sets one
+USER_THRESHOLD_KEY = "threshold"
+EVALUATED_THRESHOLD_KEY = "evaluated_threshold"
 CategoryLike = Category | int | str
 ImageLike = ImageRecord | int | str
 ImageSourceLike = str | Path | bytes | bytearray | np.ndarray
@@ -566,16 +571,37 @@ class ProjectCore:
     # -- the prediction threshold ----------------------------------------------
     @property
     def threshold(self) -> float:
-        """The confidence threshold (the slider) applied to stored predictions."""
-        return float(self._db.get_meta("threshold", 0.5))
+        """The confidence threshold (the slider) applied to stored predictions.
+
+        The user's value once one is set (``project.threshold = 0.7``, or a move of
+        the Predict slider); until then the best-F1 threshold of the newest evaluation
+        (``report.best_threshold``), so each evaluation moves it; before any, 0.5.
+        Both are kept in the project. ``project.threshold = None`` forgets the user's
+        value and follows the evaluations again.
+        """
+        user = self._db.get_meta(USER_THRESHOLD_KEY)
+        if user is not None:
+            return float(user)
+        evaluated = self._db.get_meta(EVALUATED_THRESHOLD_KEY)
+        return DEFAULT_THRESHOLD if evaluated is None else float(evaluated)
 
     @threshold.setter
-    def threshold(self, value: float) -> None:
-        value = float(value)
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"threshold must lie in [0, 1], got {value}")
-        self._db.set_meta("threshold", value)
-        self._emit("threshold", value=value)
+    def threshold(self, value: float | None) -> None:
+        if value is not None:
+            value = float(value)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(
+                    f"threshold must lie in [0, 1] (or None to follow the evaluations), got {value}"
+                )
+        self._db.set_meta(USER_THRESHOLD_KEY, value)  # None is stored as JSON null: not set
+        self._emit("threshold", value=self.threshold)
+
+    def _set_evaluated_threshold(self, value: float) -> None:
+        """Record the newest evaluation's best-F1 threshold (joins the caller's transaction).
+
+        The caller emits "threshold" after its commit when :attr:`threshold` moved.
+        """
+        self._db.set_meta(EVALUATED_THRESHOLD_KEY, float(value))
 
     # -- jobs ------------------------------------------------------------------
     @property

@@ -58,6 +58,7 @@ class PredictPanel(JobPanel):
         self.view.mode = "pan"
         self.view.overlay = self._draw_predictions
         self.shown = 0  # boxes drawn at the current threshold
+        self._syncing_to: float | None = None  # the project's value the slider is being set to
         self._subs = Subscriptions()
         self._job_subs = Subscriptions()
         self._throttle = Throttle(self._refresh_job, interval)
@@ -207,15 +208,23 @@ class PredictPanel(JobPanel):
 
     # -- threshold and drawing ----------------------------------------------------------
     def _on_slider(self, change: dict[str, Any]) -> None:
-        if abs(float(self.project.threshold) - float(change["new"])) > 1e-9:
-            self.project.threshold = float(change["new"])  # emits "threshold", which redraws
+        new = float(change["new"])
+        syncing = self._syncing_to is not None and abs(new - self._syncing_to) <= 1e-9
+        if not syncing and abs(float(self.project.threshold) - new) > 1e-9:
+            # only a person's move sets the project's threshold (it then stops
+            # following the evaluations); emits "threshold", which redraws
+            self.project.threshold = new
         else:
             self.view.redraw_overlay()
             self._update_info()
 
     def _on_threshold(self, topic: str, value: float | None = None, **payload: Any) -> None:
         if value is not None and abs(self.threshold.value - value) > 1e-9:
-            self.threshold.value = value  # -> _on_slider -> redraw
+            self._syncing_to = value  # following the project is not the user's choice
+            try:
+                self.threshold.value = value  # -> _on_slider -> redraw
+            finally:
+                self._syncing_to = None
             return
         self.view.redraw_overlay()
         self._update_info()

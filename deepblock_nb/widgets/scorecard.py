@@ -36,7 +36,10 @@ def _fmt(v: Any) -> str:
 class Scorecard(W.VBox):
     """Headline numbers, a per-category table and the precision-recall curves of a report.
 
-    It only displays what the :class:`EvaluationReport` holds; it computes nothing.
+    The headline says at which confidence threshold its precision, recall and F1 are
+    (the best-F1 one, by default) and gives them at the user's threshold beside it
+    when the report holds them (``report.at_threshold``). It only displays what the
+    :class:`EvaluationReport` holds; it computes nothing.
     """
 
     HEADLINE = (
@@ -45,7 +48,6 @@ class Scorecard(W.VBox):
         ("precision", "precision"),
         ("recall", "recall"),
         ("F1", "f1"),
-        ("best threshold", "best_threshold"),
     )
 
     def __init__(self, report: Any = None, **kwargs: Any) -> None:
@@ -90,7 +92,11 @@ class Scorecard(W.VBox):
             for label, attr in self.HEADLINE
         )
         n = getattr(r, "n_images", None)
-        self.headline.value = cells + (f"<div style='color:#666'>{n} images</div>" if n is not None else "")
+        self.headline.value = (
+            cells
+            + _threshold_lines(r)
+            + (f"<div style='color:#666'>{n} images</div>" if n is not None else "")
+        )
         frame = r.per_class
         self.table.value = frame.to_html(float_format=lambda v: _fmt(v), border=0, classes="deepblock-table")
         self._plot_pr(r)
@@ -114,6 +120,25 @@ class Scorecard(W.VBox):
             else:
                 self.pr_lines.x, self.pr_lines.y = np.zeros(0), np.zeros(0)
             self.pr_lines.labels, self.pr_lines.colors = labels, colors or ["#1f77b4"]
+
+
+def _threshold_lines(r: Any) -> str:
+    """Where the headline precision, recall and F1 are, and the figures at the user's threshold."""
+    label = getattr(r, "threshold_label", None)
+    if label is None:
+        return ""
+    line = f"precision, recall and F1 {html.escape(str(label))}"
+    if getattr(r, "threshold_rule", None) != "best F1":
+        line += f" (best F1 {_fmt(r.best_f1)} at {float(r.best_threshold):.2f})"
+    out = f"<div class='deepblock-threshold'>{line}</div>"
+    at = getattr(r, "at_threshold", None)
+    if at is not None:
+        out += (
+            f"<div class='deepblock-at-threshold' style='color:#666'>at your threshold {float(at.threshold):.2f}: "
+            f"P {_fmt(at.precision)} R {_fmt(at.recall)} F1 {_fmt(at.f1)} "
+            f"({int(at.tp)} TP, {int(at.fp)} FP, {int(at.fn)} FN)</div>"
+        )
+    return out
 
 
 class EvaluatePanel(JobPanel):

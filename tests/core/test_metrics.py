@@ -334,10 +334,10 @@ def test_equal_iou_goes_to_the_later_ground_truth() -> None:
     # gives a the later ground truth of the two, so the order decides whether b matches.
     g1, g2 = [0.0, 0, 10, 10], [5.0, 0, 15, 10]
     pred = [dets([[2.5, 0, 12.5, 10], g2], [1, 1], [0.9, 0.8])]
-    first = check([dets([g1, g2], [1, 1])], pred, [1])
-    second = check([dets([g2, g1], [1, 1])], pred, [1])
-    assert (first.tp, first.fp) == (1, 1)
-    assert (second.tp, second.fp) == (2, 0)
+    for order, counts in (([g1, g2], (1, 1)), ([g2, g1], (2, 0))):
+        check([dets(order, [1, 1])], pred, [1])
+        both = evaluate([dets(order, [1, 1])], pred, threshold=0.5)  # both detections count
+        assert (both.tp, both.fp) == counts
 
 
 def test_regular_ground_truth_preferred_over_ignored() -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from deepblock_nb.core.detections import Detections
-from deepblock_nb.core.metrics import ClassScores, Curves, EvaluationReport, evaluate
+from deepblock_nb.core.metrics import ClassScores, Curves, EvaluationReport, ThresholdScores, evaluate
 
 
 def sample(seed: int = 0, n_images: int = 10) -> tuple[list[Detections], list[Detections]]:
@@ -118,6 +118,38 @@ def test_to_dict_is_strict_json_and_round_trips(report: EvaluationReport) -> Non
     assert back.per_class.equals(report.per_class)
 
 
+def test_the_stated_thresholds_round_trip() -> None:
+    r = evaluate(*sample(), at_threshold=0.5)
+    back = EvaluationReport.from_dict(json.loads(json.dumps(r.to_dict(), allow_nan=False)))
+    assert (back.threshold_rule, back.threshold, back.at_threshold) == (
+        r.threshold_rule,
+        r.threshold,
+        r.at_threshold,
+    )
+    assert isinstance(back.at_threshold, ThresholdScores) and back.at_threshold.threshold == 0.5
+    given = evaluate(*sample(), threshold=0.3)
+    back = EvaluationReport.from_dict(given.to_dict())
+    assert (back.threshold_rule, back.threshold, back.at_threshold) == ("given", 0.3, None)
+
+
+def test_a_report_stored_before_the_threshold_rule_still_loads(report: EvaluationReport) -> None:
+    data = report.to_dict()
+    del data["threshold_rule"], data["at_threshold"]
+    old = EvaluationReport.from_dict(data)
+    assert old.threshold_rule == "given" and old.at_threshold is None  # scored at the caller's threshold
+    assert old.threshold == report.threshold and old.f1 == report.f1
+
+
+def test_to_frame_states_the_thresholds() -> None:
+    r = evaluate(*sample(), at_threshold=0.5)
+    frame = r.to_frame()
+    assert frame["name"].tolist()[-2:] == ["all", "all at 0.50"] and list(frame.index[-2:]) == [-1, -2]
+    assert frame["threshold"].tolist() == [r.threshold] * (len(frame) - 1) + [0.5]
+    at = frame.loc[-2]
+    assert (at["recall"], at["f1"], at["tp"]) == (r.at_threshold.recall, r.at_threshold.f1, r.at_threshold.tp)  # type: ignore[union-attr]
+    assert np.isnan(at["ap"]) and at["gt"] == frame.loc[-1, "gt"]
+
+
 def test_round_trip_without_categories() -> None:
     empty = evaluate([Detections.empty()], [Detections.empty(with_confidence=True)])
     back = EvaluationReport.from_dict(json.loads(json.dumps(empty.to_dict(), allow_nan=False)))
@@ -142,6 +174,11 @@ def test_plot_returns_a_matplotlib_figure(report: EvaluationReport) -> None:
     assert len(fig.axes) == 2
     assert len(fig.axes[0].lines) == 3  # PR curve of each category with ground truth
     assert len(fig.axes[1].lines) >= 5  # F1 per category, overall, best-threshold marker
+    assert "best-F1 threshold" in fig.axes[1].get_title()
+    given = evaluate(*sample(), threshold=0.3, at_threshold=0.6).plot()
+    labels = [line.get_label() for line in given.axes[1].lines]
+    assert "headline 0.30" in labels and "your threshold 0.60" in labels
+    assert "given threshold 0.30" in given.axes[1].get_title()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     assert buf.getvalue()[:4] == b"\x89PNG"

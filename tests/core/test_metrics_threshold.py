@@ -101,7 +101,7 @@ def test_greedy_matching_in_score_order() -> None:
     r = evaluate(*one_image([g1, g2], [1, 1], [p1, p2], [1, 1], [0.9, 0.8]))
     assert (r.tp, r.fp, r.fn) == (2, 0, 0)  # p1 took g2 (tie to the later), p2 took g1
     p1 = [1.0, 0.0, 11.0, 10.0]  # IoU 90/110 with g1, 70/130 with g2: takes g1
-    r = evaluate(*one_image([g1, g2], [1, 1], [p1, p2], [1, 1], [0.9, 0.8]))
+    r = evaluate(*one_image([g1, g2], [1, 1], [p1, p2], [1, 1], [0.9, 0.8]), threshold=0.5)  # both count
     assert (r.tp, r.fp, r.fn) == (1, 1, 1)
 
 
@@ -199,3 +199,100 @@ def test_bad_parameters() -> None:
         evaluate(*one, iou_threshold=0.0)
     with pytest.raises(EvaluationError, match="threshold"):
         evaluate(*one, threshold=float("nan"))
+    with pytest.raises(EvaluationError, match="at_threshold"):
+        evaluate(*one, at_threshold=float("inf"))
+
+
+# -- the headline threshold: best F1 by default, stated; a second threshold beside it --------
+
+
+def low_scoring_case(seed: int = 7) -> tuple[list[Detections], list[Detections]]:
+    """Every object found with a score in [0.2, 0.3]; one false positive per image at 0.1.
+
+    F1 is best for thresholds in (0.1, min true-positive score], far from 0.5.
+    """
+    rng = np.random.default_rng(seed)
+    gts, preds = [], []
+    for _ in range(6):
+        xy = rng.uniform(0, 300, (4, 2))
+        g = np.c_[xy, xy + rng.uniform(15, 40, (4, 2))]
+        gts.append(dets(g, rng.integers(1, 3, 4)))
+        far = np.array([[400.0, 400.0, 420.0, 420.0]])
+        preds.append(
+            Detections(
+                np.r_[g, far],
+                np.r_[gts[-1].class_id, 1],
+                np.r_[rng.uniform(0.2, 0.3, 4), 0.1],
+            )
+        )
+    return gts, preds
+
+
+def test_the_headline_threshold_is_the_best_f1_one_and_is_stated() -> None:
+    gts, preds = low_scoring_case()
+    lowest_tp = min(float(p.confidence[:-1].min()) for p in preds)  # type: ignore[index]
+    r = evaluate(gts, preds, at_threshold=0.5)
+    assert r.threshold_rule == "best F1" and r.threshold == r.best_threshold
+    # the highest grid value that keeps every true positive and drops the false positives
+    assert 0.1 < r.threshold <= lowest_tp and r.threshold == np.floor(lowest_tp * 100) / 100
+    assert r.threshold_label == f"at {r.threshold:.2f}, the best-F1 threshold"
+    assert (r.tp, r.fp, r.fn) == (24, 0, 0) and r.recall == 1.0 and r.f1 == r.best_f1 == 1.0
+    assert (r.classes.tp + r.classes.fn == r.classes.gt).all() and r.classes.fp.sum() == 0
+    # beside it, the figures at the user's 0.5: nothing found
+    at = r.at_threshold
+    assert at is not None and at.threshold == 0.5
+    assert (at.tp, at.fp, at.fn, at.recall, at.f1, at.precision) == (0, 0, 24, 0.0, 0.0, 0.0)
+    assert f"threshold={r.threshold!r}" in repr(r) and "best F1" in repr(r)
+
+
+def test_an_explicit_threshold_keeps_the_figures_there() -> None:
+    gts, preds = low_scoring_case()
+    r = evaluate(gts, preds, threshold=0.5)
+    assert r.threshold_rule == "given" and r.threshold == 0.5 and r.at_threshold is None
+    assert (r.tp, r.fp, r.fn, r.recall, r.f1) == (0, 0, 24, 0.0, 0.0)
+    assert r.classes.tp.sum() == 0 and r.threshold_label == "at the given threshold 0.50"
+    # the same numbers however they are asked for
+    best = evaluate(gts, preds)
+    assert best.best_threshold == r.best_threshold and best.best_f1 == r.best_f1
+    again = evaluate(gts, preds, threshold=best.threshold)
+    assert again.per_class.equals(best.per_class)
+    assert (again.precision, again.recall, again.f1) == (best.precision, best.recall, best.f1)
+    at = evaluate(gts, preds, threshold=0.25, at_threshold=0.5).at_threshold
+    assert at is not None and (at.precision, at.recall, at.f1, at.tp, at.fp, at.fn) == (
+        r.precision, r.recall, r.f1, r.tp, r.fp, r.fn,
+    )  # fmt: skip
+    # and the COCO numbers do not depend on any confidence threshold
+    np.testing.assert_array_equal(r.stats, best.stats)
+
+
+def test_best_threshold_is_the_best_cut_of_the_confidence_grid() -> None:
+    rng = np.random.default_rng(5)
+    gts, preds = [], []
+    for _ in range(15):
+        xy = rng.uniform(0, 100, (6, 2))
+        g = np.c_[xy, xy + 20]
+        gts.append(Detections(g, rng.integers(1, 3, 6)))
+        p = np.r_[g + rng.normal(0, 3, (6, 4)), np.c_[xy, xy + 25]]
+        preds.append(Detections(p, rng.integers(1, 3, 12), rng.random(12)))  # scores off the grid
+    report = evaluate(gts, preds)
+    grid = report.curves.confidence
+    assert grid[70] == 0.7 and np.array_equal(grid, np.arange(101) / 100)
+    f1s = np.array([evaluate(gts, preds, threshold=float(t)).f1 for t in grid])
+    np.testing.assert_allclose(f1s, report.curves.f1_conf_all, atol=1e-12)
+    assert report.best_f1 == f1s.max() and report.f1 == report.best_f1
+    assert report.best_threshold == grid[np.flatnonzero(f1s == f1s.max())[-1]]  # ties: the highest
+
+
+@pytest.mark.parametrize(
+    ("gts", "preds", "expected"),
+    [
+        ([Detections.empty()], [Detections.empty(with_confidence=True)], 0.5),  # nothing at all
+        ([dets([BOX_A], [1])], [dets([FAR], [1], [0.7])], 0.5),  # no match: every F1 is 0
+        ([dets([BOX_A], [1])], [dets([BOX_A], [1], [1.0])], 1.0),  # a score of exactly 1
+        ([dets([BOX_A], [1])], [dets([BOX_A], [1], [0.7])], 0.7),  # on the grid: that score
+    ],
+)
+def test_best_f1_threshold_edge_cases(gts: list, preds: list, expected: float) -> None:
+    r = evaluate(gts, preds, at_threshold=0.0)
+    assert r.threshold == r.best_threshold == expected and r.threshold_rule == "best F1"
+    assert r.at_threshold is not None and r.at_threshold.threshold == 0.0

@@ -125,3 +125,44 @@ def test_predict_without_a_model_reports_it(wproject: dbn.Project) -> None:
 )
 def test_unique_name(name: str, taken: set, expected: str) -> None:
     assert unique_name(name, taken) == expected
+
+
+def test_the_slider_follows_evaluations_without_becoming_the_users_choice(wproject: dbn.Project) -> None:
+    from tests.ml.rect_scene import RectangleDetector
+    from tests.project.test_prediction import TIMEOUT, _add_run, _frame, _png_bytes
+
+    rgb, truth = _frame()  # a "disc" scored 0.78 and a "square" scored 0.24 by the detector
+    for k in range(2):
+        rec = wproject.add_image(_png_bytes(rgb), split="evaluate", name=f"eval{k}.png")
+        wproject.add_boxes(rec, [1, 2], truth.xyxy)
+    _add_run(wproject)
+
+    def evaluate() -> None:  # the "threshold" event comes from the job's worker thread
+        job = wproject.evaluate(model=RectangleDetector()).wait(TIMEOUT)
+        assert job.status is dbn.JobStatus.FINISHED, job.error
+
+    def label_squares(on: bool) -> None:
+        for name in ("eval0.png", "eval1.png"):
+            boxes = wproject.annotations(name)
+            if on:
+                wproject.add_box(name, 2, truth.xyxy[1])
+            else:
+                wproject.delete_box(int(boxes.ids[boxes.class_id == 2][0]))  # type: ignore[index]
+
+    panel = PredictPanel(wproject)
+    assert np.isclose(panel.threshold.value, 0.5)
+    evaluate()  # best F1 at 0.23
+    assert np.isclose(panel.threshold.value, 0.23) and wproject.threshold == 0.23
+    # following the project was not a choice of the user's: the next evaluation still moves it
+    label_squares(False)
+    evaluate()  # the squares are false positives now: best F1 at 0.78
+    assert np.isclose(panel.threshold.value, 0.78) and wproject.threshold == 0.78
+    later = PredictPanel(wproject)  # a new panel starts there, and building it chooses nothing
+    assert np.isclose(later.threshold.value, 0.78)
+    # a person's move is the user's choice: both panels follow it, evaluations no longer move it
+    panel.threshold.value = 0.4
+    assert wproject.threshold == 0.4 and np.isclose(later.threshold.value, 0.4)
+    label_squares(True)
+    evaluate()  # best F1 back at 0.23
+    assert wproject.evaluations()[-1].best_threshold == 0.23
+    assert wproject.threshold == 0.4 and np.isclose(panel.threshold.value, 0.4)

@@ -44,6 +44,25 @@ def test_scorecard_shows_the_report() -> None:
     assert "no evaluation" in card.headline.value and len(card.pr_lines.y) == 0
 
 
+def test_scorecard_states_the_headline_threshold_and_the_users_beside_it() -> None:
+    from tests.core.test_metrics_threshold import low_scoring_case
+
+    report = dbn.metrics.evaluate(*low_scoring_case(), at_threshold=0.5)
+    card = Scorecard(report)
+    text = card.headline.value
+    assert f"precision, recall and F1 at {report.threshold:.2f}, the best-F1 threshold" in text
+    assert f"{report.recall:.3f}" in text and report.recall == 1.0
+    assert "at your threshold 0.50: P 0.000 R 0.000 F1 0.000 (0 TP, 0 FP, 24 FN)" in text
+    # a report scored at a given threshold (as every report stored before) says so, and where F1 is best
+    given = dbn.metrics.EvaluationReport.from_dict(
+        {k: v for k, v in dbn.metrics.evaluate(*low_scoring_case(), threshold=0.5).to_dict().items()
+         if k not in ("threshold_rule", "at_threshold")}
+    )  # fmt: skip
+    text = Scorecard(given).headline.value
+    assert f"at the given threshold 0.50 (best F1 1.000 at {report.best_threshold:.2f})" in text
+    assert "your threshold" not in text
+
+
 @pytest.mark.parametrize(
     ("frame", "expected"),
     [
