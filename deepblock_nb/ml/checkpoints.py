@@ -71,6 +71,12 @@ class LoadedModel:
     tile_size: int
     preset: str
     device: torch.device
+    #: 95th percentile of the longer side of the training boxes (image pixels), or
+    #: None (older checkpoints): sets prediction's context margin.
+    box_size: float | None = None
+    #: model pixels per image pixel (``preset_options["input_scale"]``), or None for
+    #: models that resize every input to ``tile_size`` (older checkpoints, custom modules)
+    input_scale: float | None = None
 
 
 def build_from_checkpoint(ckpt: dict[str, Any], model: nn.Module | None = None) -> nn.Module:
@@ -118,6 +124,18 @@ def load_for_inference(
     ckpt = load_checkpoint(path)
     module = build_from_checkpoint(ckpt, model)
     module.to(dev).eval()
+    box_size = ckpt.get("box_size")
     return LoadedModel(
-        module, [int(c) for c in ckpt["category_ids"]], int(ckpt["tile_size"]), str(ckpt["preset"]), dev
+        module,
+        [int(c) for c in ckpt["category_ids"]],
+        int(ckpt["tile_size"]),
+        str(ckpt["preset"]),
+        dev,
+        box_size=None if box_size is None else float(box_size),
+        input_scale=_input_scale(ckpt),
     )
+
+
+def _input_scale(ckpt: dict[str, Any]) -> float | None:
+    scale = dict(ckpt.get("preset_options") or {}).get("input_scale")
+    return None if scale is None else float(scale)

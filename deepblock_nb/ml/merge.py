@@ -1,34 +1,52 @@
 """Merging tile predictions into one set of boxes per image.
 
 Every box here is ``xyxy`` in pixels of the full-resolution image (origin
-top-left). Boxes come with the index of the tile (window) that produced them, so
-the merge knows what each tile saw.
+top-left); windows and cores are ``x, y, w, h`` integer pixels. Each tile has a
+*core* and a *window*. The cores of a grid partition the image (half-open
+intervals: every point lies in exactly one core); the window is the core grown by
+a margin of context on every side, clamped to the image: what the model saw. Boxes
+come with the index of the tile that produced them.
 
 The rule, applied by :func:`merge_tiles`:
 
-1. **Join consistent views** (:func:`consistent_views`). A detector that sees only
-   a tile reports the part of an object inside it. Two boxes of one class from
-   tiles ``A`` and ``B`` show the same object when they agree on what both tiles
-   saw: clipped to ``A ∩ B`` their IoU is >= ``join_threshold``. Without overlap,
-   ``A ∩ B`` is the seam line: both boxes must reach it (within ``edge_tolerance``
-   pixels) and their extents along it agree (1-D IoU >= ``join_threshold``). Each
-   connected group of such views (an object may span many tiles, or the corner of
-   four) becomes their union box with the highest score. This covers whole
-   duplicates in an overlap, the partial box of an object that a neighbour sees
-   whole, and objects larger than the overlap, which intersection-over-smaller
-   merging (SAHI's greedy NMM) leaves split. Distinct objects never agree on the
-   shared part, except two that touch the seam line from both sides at the same
-   place, which no detector could tell apart there either.
-2. **Overview boxes** (the "More accurate" full-image pass at reduced scale) are
+1. **Views of one object** (:func:`consistent_views`). Two boxes of one class from
+   tiles ``A`` and ``B`` show the same object when they agree on what both windows
+   saw: clipped to ``A ∩ B`` their IoU is >= ``join_threshold``. Where ``A ∩ B``
+   is only a seam line (windows without context), both boxes must reach it
+   (within ``edge_tolerance`` pixels) and their extents along it agree (1-D IoU).
+   Each connected group of views is one object. A view is *cut* when it reaches
+   (within ``edge_tolerance``) an edge of its window that lies inside the image:
+   that tile saw only part of the object; the other views are *whole*.
+2. **The tile whose core holds the object's centre keeps it.** The centre is the
+   mean centre of the object's whole views; that tile's whole views of it are
+   kept, all other views dropped. An object is kept once whichever side of a seam
+   each view puts its centre (no duplicate, and no object lost when two views put
+   it on opposite sides). If that tile saw the object only cut, the whole view
+   deepest inside its own core is kept; if it did not see the object at all, the
+   object is dropped: each tile answers for the objects centred in its core, as
+   the model answers for an image. With a margin of at least half an object's
+   side, an object centred in a core is whole in that tile's window, so a
+   detector that reports only whole objects finds each object exactly once.
+3. **Objects no window holds whole** (every view cut: larger than the margin, an
+   object across many tiles or on the corner of four) become the union of their
+   views with the highest score, kept when the tile whose core holds the union's
+   centre saw part of it. This is also how windows without context are joined.
+4. **Overview boxes** (the "More accurate" full-image pass at reduced scale) are
    kept only when their shorter side is at least ``overview_min_fraction`` of the
-   median tile side (objects that tiles cannot see whole) and no tile box already
-   matches them (IoU >= ``iou_threshold``): tile boxes are more precise.
-3. **Class-wise NMS** (``torchvision.ops.batched_nms``, IoU > ``iou_threshold``)
-   removes remaining duplicates.
-4. **Greedy NMM** (``nmm_threshold``; on in "More accurate" mode) is the fallback
-   for imprecise detector edges: in descending score, each tile box absorbs the
-   boxes of *other* tiles that it overlaps with intersection over the smaller box
-   >= ``nmm_threshold``, growing to their union.
+   median core side (objects larger than a tile) and no tile box already matches
+   them (IoU >= ``iou_threshold``): tile boxes are more precise.
+5. **Class-wise NMS between tiles** (IoU > ``iou_threshold``) removes what is left
+   of duplicates: views of one object too different to agree in step 1. Boxes of
+   one tile never suppress each other: that tile's model already resolved them.
+6. **Greedy NMM** (``nmm_threshold``; off in both modes) is an optional fallback
+   for imprecise detector edges: in descending score, each box absorbs the boxes
+   of *other* tiles that it overlaps with intersection over the smaller box >=
+   ``nmm_threshold``, growing to their union. It is off because it merges
+   neighbouring objects near seams and, with step 2, there is nothing left for it.
+
+"More accurate" merges by the same rule; it differs in what the tiles see: a wider
+margin, and each tile also seen mirrored, the two passes fused per object before
+the merge (:func:`fuse_passes`, weighted box fusion).
 
 Pairs are found by spatial hashing (:func:`overlapping_pairs`), never by an
 all-pairs matrix: cost grows with the number of boxes, not with its square.
@@ -50,7 +68,10 @@ __all__ = [
     "FAST",
     "MergeConfig",
     "classwise_nms",
+    "consistent_views",
+    "fuse_passes",
     "greedy_nmm",
+    "grid_cores",
     "merge_tiles",
     "overlapping_pairs",
 ]
@@ -61,7 +82,7 @@ BoolArray = npt.NDArray[np.bool_]
 
 #: ``tile_index`` of boxes that come from the full-image pass.
 OVERVIEW = -1
-#: ``tile_index`` of boxes made by joining parts from several tiles.
+#: Origins below this are unions of views from several tiles (step 3).
 JOINED = -2
 
 
@@ -70,26 +91,28 @@ class MergeConfig:
     """Parameters of :func:`merge_tiles` (see the module docstring for the rule).
 
     Attributes:
-        iou_threshold: class-wise NMS threshold (IoU).
-        edge_tolerance: pixels; how far from a seam line (tiles without overlap) a
-            box may end and still count as reaching it.
-        join_threshold: agreement needed for two boxes of neighbouring tiles to be
-            views of one object: IoU of the boxes clipped to the tiles' shared part,
-            or 1-D IoU of their extents along a seam line.
+        iou_threshold: IoU above which boxes of different tiles are duplicates
+            (NMS), and at which an overview box matches a tile box.
+        edge_tolerance: pixels; how close to a window's edge a box may end and
+            count as cut by it (or, windows without context, as reaching the seam).
+        join_threshold: agreement needed for two boxes of different tiles to be
+            views of one object: IoU of the boxes clipped to the windows' shared
+            part, or 1-D IoU of their extents along a seam line.
         nmm_threshold: intersection-over-smaller for greedy NMM, or None for no NMM.
         overview_min_fraction: smallest shorter side of a full-image-pass box, as a
-            fraction of the median tile side, that is kept.
+            fraction of the median core side, that is kept.
     """
 
     iou_threshold: float = 0.5
     edge_tolerance: float = 3.0
     join_threshold: float = 0.5
     nmm_threshold: float | None = None
-    overview_min_fraction: float = 0.5
+    overview_min_fraction: float = 1.0
 
 
 FAST = MergeConfig()
-ACCURATE = MergeConfig(nmm_threshold=0.5)
+#: "More accurate" merges by the same rule (see the module docstring).
+ACCURATE = MergeConfig()
 
 
 def overlapping_pairs(xyxy: npt.ArrayLike, tolerance: float = 0.0) -> tuple[IntArray, IntArray]:
@@ -310,33 +333,235 @@ def consistent_views(
     return i[ok], j[ok]
 
 
-def _join_views(
-    det: Detections, tile_index: IntArray, windows: IntArray, config: MergeConfig
+def _axis_cores(lo: IntArray, hi: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+    """Core intervals along one axis from window intervals ``[lo, hi)``.
+
+    Returns the sorted distinct intervals' core bounds ``(start, end)`` and, for
+    each window, the index of its interval. Overlapping neighbours are cut at the
+    midline of their overlap.
+    """
+    pairs, inverse = np.unique(np.stack([lo, hi], 1), axis=0, return_inverse=True)
+    s, e = pairs[:, 0], pairs[:, 1]
+    if np.any(np.diff(s) <= 0) or np.any(np.diff(e) <= 0):
+        raise ValueError("tile windows must form a grid (rows and columns of windows)")
+    start, end = s.copy(), e.copy()
+    touch = s[1:] <= e[:-1]  # neighbours that overlap or touch
+    mid = (s[1:] + e[:-1]) // 2
+    start[1:] = np.where(touch, mid, s[1:])
+    end[:-1] = np.where(touch, mid, e[:-1])
+    if np.any(end <= start):
+        raise ValueError("tile windows must form a grid (rows and columns of windows)")
+    return start, end, inverse.reshape(-1).astype(np.int64)
+
+
+def grid_cores(windows: npt.ArrayLike) -> IntArray:
+    """The cores of a grid of windows: each overlap cut at its midline.
+
+    Windows without overlap are their own cores. For ``tile_windows(..., overlap)``
+    the cores are the same grid without overlap; for cores widened by a margin,
+    the cores again.
+
+    Returns:
+        ``(T, 4)`` int64 ``x, y, w, h`` that do not overlap and cover what the
+        windows cover.
+
+    Raises:
+        ValueError: the windows are not rows and columns of a grid.
+    """
+    w = np.asarray(windows, np.int64).reshape(-1, 4)
+    if len(w) == 0:
+        return w.copy()
+    x0, x1, col = _axis_cores(w[:, 0], w[:, 0] + w[:, 2])
+    y0, y1, row = _axis_cores(w[:, 1], w[:, 1] + w[:, 3])
+    return np.stack([x0[col], y0[row], x1[col] - x0[col], y1[row] - y0[row]], 1).astype(np.int64)
+
+
+class _CoreGrid:
+    """Which core holds a point, for cores that partition (part of) an image as a grid."""
+
+    def __init__(self, cores: IntArray) -> None:
+        self.x0, self.x1, col = _axis_cores(cores[:, 0], cores[:, 0] + cores[:, 2])
+        self.y0, self.y1, row = _axis_cores(cores[:, 1], cores[:, 1] + cores[:, 3])
+        if not (
+            np.array_equal(self.x0[col], cores[:, 0])
+            and np.array_equal(self.x1[col], cores[:, 0] + cores[:, 2])
+            and np.array_equal(self.y0[row], cores[:, 1])
+            and np.array_equal(self.y1[row], cores[:, 1] + cores[:, 3])
+        ):
+            raise ValueError("tile cores must not overlap (use grid_cores to cut overlaps)")
+        self.table = np.full((len(self.y0), len(self.x0)), -1, np.int64)
+        self.table[row, col] = np.arange(len(cores))
+        if np.count_nonzero(self.table >= 0) != len(cores):
+            raise ValueError("two tile cores are the same window")
+        self.cores = cores.astype(np.float64)
+
+    def locate(self, xy: FloatArray) -> IntArray:
+        """``(P,)`` index of the core holding each ``(P, 2)`` point (half-open), -1 for none."""
+        c = np.searchsorted(self.x0, xy[:, 0], side="right") - 1
+        r = np.searchsorted(self.y0, xy[:, 1], side="right") - 1
+        cc, rr = np.clip(c, 0, None), np.clip(r, 0, None)
+        ok = (c >= 0) & (r >= 0) & (xy[:, 0] < self.x1[cc]) & (xy[:, 1] < self.y1[rr])
+        return np.where(ok, self.table[rr, cc], -1)
+
+    def depth(self, xy: FloatArray, tiles: IntArray) -> FloatArray:
+        """``(P,)`` distance of each point inside core ``tiles`` to its nearest edge (< 0: outside)."""
+        c = self.cores[tiles]  # [P,4]
+        lo, hi = c[:, :2], c[:, :2] + c[:, 2:]
+        return np.minimum(xy - lo, hi - xy).min(axis=1)  # type: ignore[no-any-return]
+
+
+def fuse_passes(
+    a: Detections, a_tiles: npt.ArrayLike, b: Detections, b_tiles: npt.ArrayLike, iou_threshold: float = 0.55
 ) -> tuple[Detections, IntArray]:
-    """Each group of consistent views becomes their union box with the highest score."""
+    """Weighted box fusion of two passes over the same tiles (a tile and its mirror image).
+
+    A box of pass ``a`` and a box of pass ``b`` of the same tile and class that are
+    each other's best match (IoU >= ``iou_threshold``) become one box: coordinates
+    the score-weighted mean, score the mean of the two. A box the other pass did
+    not find is kept as it is, unless it overlaps (IoU >= ``iou_threshold``) a box
+    of the other pass fused with another: then it is that object again and dropped,
+    as the model's own NMS would have done in one pass. Scores thus stay on the scale of one pass (a
+    threshold means the same with and without fusion), and what either pass finds
+    is found. (Weighted box fusion's usual penalty, half the score for a box one
+    of two passes missed, was measured to lose more objects at a fixed threshold
+    than one pass alone.)
+
+    Returns:
+        The fused boxes and ``(N,)`` the tile of each.
+    """
+    if a.confidence is None or b.confidence is None:
+        raise ValueError("fusion needs confidence scores")
+    ta, tb = np.asarray(a_tiles, np.int64).reshape(-1), np.asarray(b_tiles, np.int64).reshape(-1)
+    na = len(a)
+    both = Detections.merge(
+        [Detections(a.xyxy, a.class_id, a.confidence), Detections(b.xyxy, b.class_id, b.confidence)]
+    )
+    tiles = np.concatenate([ta, tb])
+    score = np.concatenate([a.confidence, b.confidence])
+    i, j = overlapping_pairs(both.xyxy)
+    keep = (i < na) & (j >= na) & (both.class_id[i] == both.class_id[j]) & (tiles[i] == tiles[j])
+    i, j = i[keep], j[keep]
+    _, iou, _ = _pair_stats(both.xyxy, i, j)
+    ok = iou >= iou_threshold
+    i, j, iou = i[ok], j[ok], iou[ok]
+    # rounds of mutual best matches among the boxes not yet matched
+    matched = np.zeros(len(both), bool)
+    pair = np.zeros(len(i), bool)
+    while True:
+        free = ~matched[i] & ~matched[j]
+        fi, fj, fv = i[free], j[free], iou[free]
+        best_of = np.full(len(both), -1, np.int64)
+        for src, dst in ((fi, fj), (fj, fi)):
+            order = np.lexsort((-fv, src))  # by box, best partner first
+            first = np.ones(len(order), bool)
+            first[1:] = src[order][1:] != src[order][:-1]
+            best_of[src[order][first]] = dst[order][first]
+        new = free & (best_of[j] == i) & (best_of[i] == j)
+        if not new.any():
+            break
+        pair |= new
+        matched[i[new]] = matched[j[new]] = True
+    # a box overlapping one the other pass matched elsewhere is that object again
+    dup = np.zeros(len(both), bool)
+    dup[i[~pair & matched[j]]] = True
+    dup[j[~pair & matched[i]]] = True
+    i, j = i[pair], j[pair]
+    w_i, w_j = score[i, None], score[j, None]
+    fused_xyxy = (w_i * both.xyxy[i] + w_j * both.xyxy[j]) / np.maximum(w_i + w_j, 1e-12)
+    single = ~matched & ~dup
+    out = Detections.merge(
+        [
+            Detections(fused_xyxy, both.class_id[i], (score[i] + score[j]) / 2),
+            Detections(both.xyxy[single], both.class_id[single], score[single]),
+        ]
+    )
+    return out, np.concatenate([tiles[i], tiles[single]])
+
+
+def _is_cut(xyxy: FloatArray, win: FloatArray, extent: FloatArray, tol: float) -> BoolArray:
+    """``(N,)`` whether each box reaches an edge of its window ``(N, 4)`` inside ``extent``."""
+    lo, hi = win[:, :2], win[:, :2] + win[:, 2:]  # [N,2]
+    cut = (lo > extent[:2]) & (xyxy[:, :2] <= lo + tol)
+    cut |= (hi < extent[2:]) & (xyxy[:, 2:] >= hi - tol)
+    return np.asarray(cut.any(axis=1), bool)
+
+
+def _keep_by_centre(
+    det: Detections, tiles: IntArray, windows: IntArray, grid: _CoreGrid, config: MergeConfig
+) -> tuple[Detections, IntArray]:
+    """Steps 1-3 of the rule: the kept boxes and the origin of each (a tile, or < JOINED + 1)."""
     conf = det.confidence
     assert conf is not None
-    i, j = consistent_views(det.xyxy, det.class_id, tile_index, windows, config)
-    if len(i) == 0:
-        return det, tile_index
     b = det.xyxy
-    label = _components(len(b), i, j)
-    members = np.unique(np.concatenate([i, j]))
-    roots, inverse = np.unique(label[members], return_inverse=True)
-    xyxy = np.empty((len(roots), 4))
-    xyxy[:, :2] = np.inf
-    xyxy[:, 2:] = -np.inf
-    score = np.full(len(roots), -np.inf)
-    np.minimum.at(xyxy[:, 0], inverse, b[members, 0])
-    np.minimum.at(xyxy[:, 1], inverse, b[members, 1])
-    np.maximum.at(xyxy[:, 2], inverse, b[members, 2])
-    np.maximum.at(xyxy[:, 3], inverse, b[members, 3])
-    np.maximum.at(score, inverse, conf[members])
-    alive = np.ones(len(b), bool)
-    alive[members] = False
-    joined = Detections(xyxy, det.class_id[roots], score)
-    out = Detections.merge([Detections(b[alive], det.class_id[alive], conf[alive]), joined])
-    return out, np.concatenate([tile_index[alive], np.full(len(roots), JOINED)])
+    n = len(b)
+    win = windows.astype(np.float64)
+    extent = np.r_[win[:, :2].min(axis=0), (win[:, :2] + win[:, 2:]).max(axis=0)]
+    whole = ~_is_cut(b, win[tiles], extent, config.edge_tolerance)  # [N]
+    i, j = consistent_views(b, det.class_id, tiles, windows, config)
+    _, group = np.unique(_components(n, i, j), return_inverse=True)
+    group = group.reshape(-1)
+    n_groups = int(group.max()) + 1
+    centre = (b[:, :2] + b[:, 2:]) / 2  # [N,2]
+    n_whole = np.bincount(group, weights=whole, minlength=n_groups)  # [G]
+    lo = np.full((n_groups, 2), np.inf)
+    hi = np.full((n_groups, 2), -np.inf)
+    for k in range(2):
+        np.minimum.at(lo[:, k], group, b[:, k])
+        np.maximum.at(hi[:, k], group, b[:, k + 2])
+    mean = (
+        np.stack([np.bincount(group, weights=centre[:, k] * whole, minlength=n_groups) for k in range(2)], 1)
+        / np.maximum(n_whole, 1)[:, None]
+    )
+    has_whole = n_whole > 0
+    object_centre = np.where(has_whole[:, None], mean, (lo + hi) / 2)  # [G,2]
+    owner = grid.locate(object_centre)  # [G]
+    mine = tiles == owner[group]  # [N] a view of the tile that answers for the object
+    seen = np.bincount(group, weights=mine, minlength=n_groups) > 0  # [G]
+    keep = whole & mine
+    # the owning tile saw the object only cut: the deepest whole view of another tile
+    fallback = has_whole & seen & (np.bincount(group, weights=keep, minlength=n_groups) == 0)
+    cand = np.flatnonzero(whole & fallback[group])
+    if len(cand):
+        depth = grid.depth(centre[cand], tiles[cand])
+        order = np.lexsort((-depth, group[cand]))
+        first = np.r_[True, group[cand][order][1:] != group[cand][order][:-1]]
+        keep[cand[order][first]] = True
+    kept = Detections(b[keep], det.class_id[keep], conf[keep])
+    # objects no window holds whole: the union of their views
+    union = np.flatnonzero(~has_whole & seen)
+    score = np.full(n_groups, -np.inf)
+    np.maximum.at(score, group, conf)
+    rep = np.unique(group, return_index=True)[1]  # [G] a member of each group
+    joined = Detections(
+        np.concatenate([lo[union], hi[union]], axis=1), det.class_id[rep[union]], score[union]
+    )
+    origin = np.concatenate([tiles[keep], JOINED - np.arange(len(union), dtype=np.int64)])
+    return Detections.merge([kept, joined]), origin
+
+
+def _nms_between(det: Detections, origin: IntArray, iou_threshold: float) -> BoolArray:
+    """``(N,)`` kept by class-wise NMS in which only boxes of different origins compete."""
+    conf = det.confidence
+    assert conf is not None
+    i, j = overlapping_pairs(det.xyxy)
+    keep = (det.class_id[i] == det.class_id[j]) & (origin[i] != origin[j])
+    i, j = i[keep], j[keep]
+    _, iou, _ = _pair_stats(det.xyxy, i, j)
+    hit = iou > iou_threshold
+    i, j = i[hit], j[hit]
+    alive = np.ones(len(det), bool)
+    if len(i) == 0:
+        return alive
+    a = np.concatenate([i, j])
+    b = np.concatenate([j, i])
+    order = np.argsort(a, kind="stable")
+    a, b = a[order], b[order]
+    ptr = np.searchsorted(a, np.arange(len(det) + 1))
+    nodes = np.unique(a)
+    for k in nodes[np.argsort(-conf[nodes], kind="stable")]:
+        if alive[k]:
+            alive[b[ptr[k] : ptr[k + 1]]] = False
+    return alive
 
 
 def merge_tiles(
@@ -344,6 +569,7 @@ def merge_tiles(
     tile_index: npt.ArrayLike,
     windows: npt.ArrayLike,
     config: MergeConfig = FAST,
+    cores: npt.ArrayLike | None = None,
 ) -> Detections:
     """One set of boxes for an image from the boxes of its tiles (the rule above).
 
@@ -351,8 +577,10 @@ def merge_tiles(
         det: ``N`` boxes with confidence, in image pixels, ``class_id`` category ids.
         tile_index: ``(N,)`` index into ``windows`` of the tile each box came from;
             ``-1`` for boxes of the full-image pass.
-        windows: ``(T, 4)`` tile windows ``x, y, w, h`` in image pixels.
-        config: thresholds; :data:`FAST` (default) or :data:`ACCURATE` (adds NMM).
+        windows: ``(T, 4)`` what each tile saw, ``x, y, w, h`` in image pixels.
+        config: thresholds; :data:`FAST` (default) or :data:`ACCURATE`.
+        cores: ``(T, 4)`` the tiles' cores, a partition of the image; None:
+            :func:`grid_cores` of ``windows`` (overlaps cut at their midlines).
 
     Returns:
         The merged boxes (``ids`` dropped), in descending score.
@@ -361,38 +589,46 @@ def merge_tiles(
         raise ValueError("merging needs confidence scores")
     tiles = np.asarray(tile_index, np.int64).reshape(-1)
     win = np.asarray(windows, np.int64).reshape(-1, 4)
+    core = grid_cores(win) if cores is None else np.asarray(cores, np.int64).reshape(-1, 4)
     if len(tiles) != len(det):
         raise ValueError(f"tile_index has {len(tiles)} entries for {len(det)} boxes")
+    if len(core) != len(win):
+        raise ValueError(f"{len(core)} cores for {len(win)} windows")
     det = Detections(det.xyxy, det.class_id, det.confidence)
     if len(det) == 0:
         return det
     from_overview = tiles == OVERVIEW
-    tile_det, tile_idx = _join_views(det[~from_overview], tiles[~from_overview], win, config)
+    parts, origins = [], []
+    if (~from_overview).any():
+        kept, origin = _keep_by_centre(
+            det[~from_overview], tiles[~from_overview], win, _CoreGrid(core), config
+        )
+        parts.append(kept)
+        origins.append(origin)
     over = det[from_overview]
     if len(over):
-        side = float(np.median(np.minimum(win[:, 2], win[:, 3])))
+        side = float(np.median(np.minimum(core[:, 2], core[:, 3])))
         wh = over.xyxy[:, 2:] - over.xyxy[:, :2]
         over = over[wh.min(axis=1) >= config.overview_min_fraction * side]
-    if len(over):
-        both = Detections.merge([tile_det, over])
+    if len(over) and parts:
+        both = Detections.merge([parts[0], over])
         i, j = overlapping_pairs(both.xyxy)
-        n_tile = len(tile_det)
+        n_tile = len(parts[0])
         cross = (i < n_tile) & (j >= n_tile) & (both.class_id[i] == both.class_id[j])
         i, j = i[cross], j[cross]
         _, iou, _ = _pair_stats(both.xyxy, i, j)
         matched = np.zeros(len(over), bool)
         matched[j[iou >= config.iou_threshold] - n_tile] = True
         over = over[~matched]
-        tile_det = Detections.merge([tile_det, over])
-        tile_idx = np.concatenate([tile_idx, np.full(len(over), OVERVIEW)])
-    tracked = Detections(tile_det.xyxy, tile_det.class_id, tile_det.confidence, np.arange(len(tile_det)))
-    kept = classwise_nms(tracked, config.iou_threshold)
+    parts.append(over)
+    origins.append(np.full(len(over), OVERVIEW, np.int64))
+    out = Detections.merge(parts)
+    origin = np.concatenate(origins)
+    alive = _nms_between(out, origin, config.iou_threshold)
+    out, origin = out[alive], origin[alive]
     if config.nmm_threshold is not None:
-        assert kept.ids is not None
-        groups = tile_idx[kept.ids]
-        tiled = groups != OVERVIEW  # coarse full-image boxes never absorb tile boxes
-        merged = greedy_nmm(kept[tiled], config.nmm_threshold, groups=groups[tiled])
-        kept = Detections.merge([Detections(merged.xyxy, merged.class_id, merged.confidence), kept[~tiled]])
-    out = Detections(kept.xyxy, kept.class_id, kept.confidence)
+        tiled = origin != OVERVIEW  # coarse full-image boxes never absorb tile boxes
+        merged = greedy_nmm(out[tiled], config.nmm_threshold, groups=origin[tiled])
+        out = Detections.merge([merged, out[~tiled]])
     assert out.confidence is not None
     return out[np.argsort(-out.confidence, kind="stable")]

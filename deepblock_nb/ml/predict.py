@@ -7,12 +7,40 @@ through a short queue to the caller's thread, which runs the model on them in
 pixels and finally merges them across tiles (:mod:`deepblock_nb.ml.merge`).
 Memory is bounded by the queue depth times the batch, never by the image.
 
+Seams. Each tile is a *core* of the grid (the grid without overlap: cores
+partition the image) read with a margin of context on every side, clamped to the
+image (:func:`plan_tiles`); each box is kept only by the tile whose core holds its
+centre (the rule in :mod:`deepblock_nb.ml.merge`). The margin
+(:func:`context_margin`) is :data:`MARGIN_OF_BOX` times the model's ``box_size``
+(the 95th percentile of the longer side of the labelled boxes, stored by the
+trainer), so an object centred in a core is whole in its tile's window and is
+found as it would be inside a tile; without a box size, :data:`MARGIN_OF_INPUT`
+of the model's input size. It is at most half the smallest core side, and at
+least the grid's own overlap. An automatic grid keeps each window (core and
+margins) within the model's input size. An object larger than twice the margin
+may be cut by every window that sees it: the parts a detector reports are joined
+across tiles (merge step 3); a detector that reports only whole objects finds it
+only where one window holds it whole.
+
+"More accurate" (``accurate=True``) keeps the same centre rule and adds: a wider
+margin (:data:`ACCURATE_MARGIN_OF_BOX`: objects up to twice the labelled size
+whole, more context at a core's edge); a second, mirrored (left-right) pass of
+every tile, fused per object with the first (:func:`~deepblock_nb.ml.merge.fuse_passes`:
+agreeing boxes are averaged, a box one pass missed is kept as it is, so scores keep
+the plain mode's scale and a threshold means the same in both modes); and a
+full-image pass at reduced scale, only when the model may know objects larger
+than a tile (its ``box_size`` is unknown or at least the smallest core side), kept
+only for such objects. Boxes are never merged by intersection over the smaller
+box: the many weak boxes a detector gives at the score floor would chain
+neighbouring objects near seams into one union box.
+
 Boxes everywhere are ``xyxy`` float pixels of the full-resolution image, origin
-top-left; windows are ``x, y, w, h`` integer pixels.
+top-left; windows and cores are ``x, y, w, h`` integer pixels.
 """
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -24,20 +52,25 @@ import numpy.typing as npt
 import torch
 
 from deepblock_nb.core.detections import Detections
-from deepblock_nb.core.tiling import suggest_grid, tile_windows
-from deepblock_nb.ml.merge import ACCURATE, FAST, OVERVIEW, MergeConfig, merge_tiles
+from deepblock_nb.core.tiling import tile_windows
+from deepblock_nb.ml.merge import ACCURATE, FAST, OVERVIEW, MergeConfig, fuse_passes, grid_cores, merge_tiles
 
 __all__ = [
-    "ACCURATE_OVERLAP",
+    "ACCURATE_MARGIN_OF_BOX",
+    "MARGIN_OF_BOX",
     "SCORE_FLOOR",
     "InferenceModel",
     "PredictionStopped",
+    "TilePlan",
     "auto_windows",
+    "context_margin",
     "default_batch_size",
     "default_prefetch",
+    "plan_tiles",
     "predict_image",
     "read_window",
     "run_tiles",
+    "tile_side",
     "widen_windows",
 ]
 
@@ -46,8 +79,16 @@ FloatArray = npt.NDArray[np.float64]
 
 #: Lowest score kept; the threshold slider filters stored predictions above it.
 SCORE_FLOOR = 0.05
-#: Fraction of a tile by which "More accurate" mode widens each tile into its neighbours.
-ACCURATE_OVERLAP = 0.15
+#: Context margin of a tile, in labelled box sizes (``box_size``): an object up to
+#: ``2 * 0.6`` box sizes centred in a core is whole in that tile's window.
+MARGIN_OF_BOX = 0.6
+#: The same in "More accurate" mode: objects up to twice the labelled size.
+ACCURATE_MARGIN_OF_BOX = 1.0
+#: Context margin as a fraction of the model's input size, when the box size is unknown.
+MARGIN_OF_INPUT = 0.125
+ACCURATE_MARGIN_OF_INPUT = 0.2
+#: IoU at which a box of the mirrored pass is the same object as one of the first.
+FLIP_IOU = 0.55
 #: Windows longer than this many model input sides (and MIN_READ_SIDE) are read reduced.
 READ_FACTOR = 4
 MIN_READ_SIDE = 2048
@@ -59,6 +100,9 @@ class InferenceModel(Protocol):
     ``model`` follows torchvision's detection contract: a list of ``(3, H, W)``
     float tensors in [0, 1] in, a list of dicts with ``boxes`` (xyxy input pixels),
     ``labels`` (1..K) and ``scores`` out. Label ``k`` is category ``category_ids[k-1]``.
+    An optional ``box_size`` attribute (float, image pixels: the 95th percentile of
+    the longer side of the labelled boxes) sets the context margin
+    (:func:`context_margin`).
     """
 
     @property
@@ -104,30 +148,122 @@ class PredictionStopped(Exception):
     """A stop was requested; the image being predicted has no result."""
 
 
-def auto_windows(image_wh: tuple[int, int], tile_size: int, overlap: float = 0.0) -> IntArray:
-    """``(T, 4)`` windows of an automatic grid whose tiles are about ``tile_size`` a side.
+def tile_side(loaded: InferenceModel) -> int:
+    """The model's input side in image pixels: ``tile_size``, or ``tile_size /
+    input_scale`` for a model that magnifies its inputs by an ``input_scale``
+    attribute (model pixels per image pixel)."""
+    scale = getattr(loaded, "input_scale", None)
+    if scale is not None and math.isfinite(float(scale)) and float(scale) > 0:
+        return max(1, round(int(loaded.tile_size) / float(scale)))
+    return int(loaded.tile_size)
 
-    With ``overlap`` the grid is chosen so the widened tiles are still about
-    ``tile_size`` (the model's input size).
+
+def context_margin(loaded: InferenceModel, accurate: bool = False, core_side: int | None = None) -> int:
+    """Pixels of context read on every side of a tile's core (image pixels).
+
+    :data:`MARGIN_OF_BOX` (:data:`ACCURATE_MARGIN_OF_BOX` when ``accurate``) times
+    the model's ``box_size`` when it has one, so that an object centred in a core
+    is whole in its window; otherwise :data:`MARGIN_OF_INPUT`
+    (:data:`ACCURATE_MARGIN_OF_INPUT`) of its input side (:func:`tile_side`). At most
+    half of ``core_side`` (the smallest core of the grid), so that a window
+    reaches no further than its neighbours' cores.
     """
-    step = max(1, round(tile_size / (1 + 2 * overlap)))
-    rows, cols = suggest_grid(image_wh, step)
-    rows, cols = min(rows, image_wh[1]), min(cols, image_wh[0])
-    return tile_windows(image_wh, rows, cols, overlap)
+    box = getattr(loaded, "box_size", None)
+    if box is not None and math.isfinite(float(box)) and float(box) > 0:
+        margin = math.ceil((ACCURATE_MARGIN_OF_BOX if accurate else MARGIN_OF_BOX) * float(box))
+    else:
+        fraction = ACCURATE_MARGIN_OF_INPUT if accurate else MARGIN_OF_INPUT
+        margin = math.ceil(fraction * tile_side(loaded))
+    if core_side is not None:
+        margin = min(margin, max(0, int(core_side)) // 2)
+    return max(0, margin)
 
 
-def widen_windows(windows: npt.ArrayLike, image_wh: tuple[int, int], overlap: float) -> IntArray:
-    """Each window grown by ``overlap`` of its size on every side, clamped to the image.
+def _auto_count(length: int, tile_size: int, margin: int) -> int:
+    """Fewest tiles along a side of ``length`` whose windows (core and margins) fit ``tile_size``."""
+    if length <= tile_size:
+        return 1
+    if math.ceil(length / 2) + margin <= tile_size:  # two tiles: one inner margin each
+        return 2
+    n = max(3, math.ceil(length / max(1, tile_size - 2 * margin)))
+    while n < length and math.ceil(length / n) + 2 * margin > tile_size:
+        n += 1
+    return min(n, length)
+
+
+def auto_windows(image_wh: tuple[int, int], tile_size: int, margin: int = 0) -> IntArray:
+    """``(T, 4)`` cores of an automatic grid: the fewest tiles whose windows (each
+    core grown by ``margin`` pixels, clamped to the image) are at most
+    ``tile_size`` (the model's input size) a side."""
+    w, h = (int(v) for v in image_wh)
+    tile = max(1, int(tile_size))
+    margin = max(0, min(int(margin), (tile - 1) // 2))
+    return tile_windows((w, h), _auto_count(h, tile, margin), _auto_count(w, tile, margin))
+
+
+def widen_windows(windows: npt.ArrayLike, image_wh: tuple[int, int], margin: int) -> IntArray:
+    """Each window grown by ``margin`` pixels on every side, clamped to the image.
 
     Returns:
-        ``(T, 4)`` int64 windows ``x, y, w, h``; neighbours then share at least
-        ``2 * overlap`` of a tile.
+        ``(T, 4)`` int64 windows ``x, y, w, h``.
     """
     w = np.asarray(windows, np.int64).reshape(-1, 4)
-    pad = np.round(w[:, 2:] * overlap).astype(np.int64)  # [T,2]
-    lo = np.maximum(w[:, :2] - pad, 0)
-    hi = np.minimum(w[:, :2] + w[:, 2:] + pad, np.asarray(image_wh, np.int64))
+    lo = np.maximum(w[:, :2] - int(margin), 0)
+    hi = np.minimum(w[:, :2] + w[:, 2:] + int(margin), np.asarray(image_wh, np.int64))
     return np.concatenate([lo, hi - lo], axis=1)
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How an image is cut for prediction (:func:`plan_tiles`).
+
+    Attributes:
+        cores: ``(T, 4)`` ``x, y, w, h``, a partition of the image: a box is kept
+            by the tile whose core holds its centre.
+        windows: ``(T, 4)`` what the model reads of each tile: its core grown by
+            ``margin`` on every side (and at least the grid's own window), clamped.
+        margin: the context margin in pixels.
+    """
+
+    cores: IntArray
+    windows: IntArray
+    margin: int
+
+    def __len__(self) -> int:
+        return len(self.cores)
+
+
+def plan_tiles(
+    image_wh: tuple[int, int],
+    loaded: InferenceModel,
+    windows: npt.ArrayLike | None = None,
+    *,
+    accurate: bool = False,
+) -> TilePlan:
+    """Cores, context windows and margin of one image: the one home of that rule.
+
+    Args:
+        image_wh: image ``(width, height)``.
+        loaded: the model (``tile_size``, optional ``box_size``).
+        windows: ``(T, 4)`` the image's grid (``tile_windows``, with or without
+            overlap): its cores are the grid without overlap (overlaps cut at their
+            midlines), and each window is read at least as wide as given. None: an
+            automatic grid whose windows are at most :func:`tile_side` a side.
+        accurate: the margin of "More accurate" mode.
+    """
+    image_wh = (int(image_wh[0]), int(image_wh[1]))
+    if windows is None:
+        tile = tile_side(loaded)
+        cores = auto_windows(image_wh, tile, context_margin(loaded, accurate, tile // 2))
+        given = cores
+    else:
+        given = np.asarray(windows, np.int64).reshape(-1, 4)
+        cores = grid_cores(given)
+    margin = context_margin(loaded, accurate, int(cores[:, 2:].min()) if len(cores) else 0)
+    grown = widen_windows(cores, image_wh, margin)
+    lo = np.minimum(grown[:, :2], given[:, :2])
+    hi = np.maximum(grown[:, :2] + grown[:, 2:], given[:, :2] + given[:, 2:])
+    return TilePlan(cores, np.concatenate([lo, hi - lo], axis=1).astype(np.int64), margin)
 
 
 @dataclass(frozen=True)
@@ -289,8 +425,12 @@ def run_tiles(
     should_stop: Callable[[], bool] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     prefetch: int | None = None,
+    flip: bool = False,
 ) -> tuple[Detections, IntArray]:
     """The raw (unmerged) boxes of every tile window, in image pixels.
+
+    ``flip``: each batch is also run mirrored left-right, and the two passes are
+    fused per object within each tile (:func:`~deepblock_nb.ml.merge.fuse_passes`).
 
     Returns:
         Boxes with confidence and category ids, and ``(N,)`` the index of the
@@ -303,8 +443,7 @@ def run_tiles(
     model, device = loaded.model, torch.device(loaded.device)
     category_ids = np.asarray(loaded.category_ids, np.int64)
     pin = device.type == "cuda"
-    parts: list[Detections] = []
-    tile_of: list[IntArray] = []
+    passes: list[tuple[list[Detections], list[IntArray]]] = [([], []) for _ in range(2 if flip else 1)]
     max_side = max(MIN_READ_SIDE, READ_FACTOR * int(loaded.tile_size))
     bs = default_batch_size(device) if batch_size is None else max(1, int(batch_size))
     depth = default_prefetch(device) if prefetch is None else max(0, int(prefetch))
@@ -319,28 +458,43 @@ def run_tiles(
                 if should_stop is not None and should_stop():
                     raise PredictionStopped(f"stopped after {batch.start} of {len(win)} tiles")
                 inputs = [t.to(device, non_blocking=pin).float().div_(255.0) for t in batch.tiles]
-                outputs = model(inputs)
                 bw = win[batch.start : batch.start + len(inputs)].astype(np.float64)
                 sizes = np.array([[t.shape[2], t.shape[1]] for t in inputs], np.float64)  # read w, h
-                dets, index = _to_detections(
-                    outputs, bw[:, :2], bw[:, 2:] / sizes, sizes, category_ids, score_floor
-                )
-                parts.extend(dets)
-                tile_of.extend(np.full(len(d), batch.start + k, np.int64) for d, k in zip(dets, index))
+                outputs = [model(inputs)]
+                if flip:
+                    mirrored = model([t.flip(-1) for t in inputs])
+                    outputs.append([_unflip(out, float(w)) for out, w in zip(mirrored, sizes[:, 0])])
+                for (parts, tile_of), out in zip(passes, outputs):
+                    dets, index = _to_detections(
+                        out, bw[:, :2], bw[:, 2:] / sizes, sizes, category_ids, score_floor
+                    )
+                    parts.extend(dets)
+                    tile_of.extend(np.full(len(d), batch.start + k, np.int64) for d, k in zip(dets, index))
                 if on_progress is not None:
                     on_progress(batch.start + len(inputs), len(win))
     finally:
         reader.close()
-    if not parts:
-        return Detections.empty(with_confidence=True), np.zeros(0, np.int64)
-    return Detections.merge(parts), np.concatenate(tile_of)
+    found = [
+        (Detections.merge(p), np.concatenate(t)) if p else (Detections.empty(True), np.zeros(0, np.int64))
+        for p, t in passes
+    ]
+    if not flip:
+        return found[0]
+    return fuse_passes(found[0][0], found[0][1], found[1][0], found[1][1], FLIP_IOU)
+
+
+def _unflip(out: dict[str, torch.Tensor], width: float) -> dict[str, torch.Tensor]:
+    """The outputs for a left-right mirrored input, in the input's own pixels."""
+    boxes = out["boxes"].clone()
+    boxes[:, 0], boxes[:, 2] = width - out["boxes"][:, 2], width - out["boxes"][:, 0]
+    return {**out, "boxes": boxes}
 
 
 def _overview_pass(loaded: InferenceModel, source: RegionReader, score_floor: float) -> Detections:
     """Boxes from the whole image read at about the model's input size, in image pixels."""
-    rgb = source.overview(int(loaded.tile_size))  # (h', w', 3) uint8
+    rgb = source.overview(tile_side(loaded))  # (h', w', 3) uint8
     h, w = rgb.shape[:2]
-    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+    t = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)  # a copy: overviews may be read-only
     device = torch.device(loaded.device)
     with torch.inference_mode():
         outputs = loaded.model([t.to(device).float().div_(255.0)])
@@ -374,12 +528,14 @@ def predict_image(
     Args:
         loaded: the model, its category ids, input size and device.
         source: the image (``read_region`` / ``overview``; bounded memory).
-        windows: ``(T, 4)`` tile windows ``x, y, w, h`` (the image's grid); None
-            for an automatic grid of tiles about ``loaded.tile_size`` a side.
+        windows: ``(T, 4)`` tile windows ``x, y, w, h`` (the image's grid, with or
+            without overlap); None for an automatic grid. Either way the tiles are
+            read with a context margin and each box is kept by the tile whose core
+            holds its centre (:func:`plan_tiles`, the module docstring).
         batch_size: tiles per model call; None: :func:`default_batch_size`.
-        accurate: "More accurate": tiles widened by :data:`ACCURATE_OVERLAP` into
-            their neighbours, a full-image pass at reduced scale, and the
-            :data:`~deepblock_nb.ml.merge.ACCURATE` merge (adds greedy NMM).
+        accurate: "More accurate": a wider margin, a mirrored second pass of every
+            tile fused with the first, and a full-image pass at reduced scale for
+            objects larger than a tile (the module docstring).
         score_floor: boxes scoring below are dropped.
         merge: merge thresholds, overriding the mode's default.
         should_stop: polled before each batch; true raises :class:`PredictionStopped`.
@@ -392,27 +548,35 @@ def predict_image(
         in descending score.
     """
     image_wh = (int(source.width), int(source.height))
-    if windows is None:
-        win = auto_windows(image_wh, int(loaded.tile_size), ACCURATE_OVERLAP if accurate else 0.0)
-    else:
-        win = np.asarray(windows, np.int64).reshape(-1, 4)
-        if accurate:
-            win = widen_windows(win, image_wh, ACCURATE_OVERLAP)
+    plan = plan_tiles(image_wh, loaded, windows, accurate=accurate)
     det, tile_index = run_tiles(
         loaded,
         source,
-        win,
+        plan.windows,
         batch_size=batch_size,
         score_floor=score_floor,
         should_stop=should_stop,
         on_progress=on_progress,
         prefetch=prefetch,
+        flip=accurate,
     )
-    if accurate:
+    if accurate and _wants_overview(loaded, plan):
         if should_stop is not None and should_stop():
             raise PredictionStopped("stopped before the full-image pass")
         over = _overview_pass(loaded, source, score_floor)
         det = Detections.merge([det, over])
         tile_index = np.concatenate([tile_index, np.full(len(over), OVERVIEW, np.int64)])
     config = merge if merge is not None else (ACCURATE if accurate else FAST)
-    return merge_tiles(det, tile_index, win, config)
+    return merge_tiles(det, tile_index, plan.windows, config, cores=plan.cores)
+
+
+def _wants_overview(loaded: InferenceModel, plan: TilePlan) -> bool:
+    """Whether the full-image pass can add anything: only objects larger than a
+    tile come from it, and a model that knows its boxes are smaller would only
+    add false ones there."""
+    if len(plan) < 2:
+        return False
+    box = getattr(loaded, "box_size", None)
+    if box is None or not math.isfinite(float(box)):
+        return True
+    return float(box) >= int(plan.cores[:, 2:].min())

@@ -42,13 +42,20 @@ class PredictionMixin:
     _db: Any
     _jobs: Any
     categories: Any
-    threshold: float
+    if TYPE_CHECKING:  # ProjectCore's property: the user's value, else the newest evaluation's
+
+        @property
+        def threshold(self) -> float: ...
+        @threshold.setter
+        def threshold(self, value: float | None) -> None: ...
+
     images: Callable[..., list[ImageRecord]]
     image: Callable[[Any], ImageRecord]
     annotations: Callable[[Any], Detections]
     open_image: Callable[..., Any]
     run_dir: Callable[[int], Path]
     _emit: Callable[..., None]
+    _set_evaluated_threshold: Callable[[float], None]
 
     # -- the model of a run ----------------------------------------------------
     def _checkpoint(self, run: int | None) -> tuple[int, Path]:
@@ -80,16 +87,21 @@ class PredictionMixin:
                 return folder / name
         return None
 
-    def _windows(self, rec: ImageRecord, tile_size: int, accurate: bool) -> tuple[np.ndarray | None, int]:
-        """The image's grid windows (None: automatic grid) and the number of tiles."""
-        from deepblock_nb.core.tiling import tile_windows
-        from deepblock_nb.ml.predict import ACCURATE_OVERLAP, auto_windows
+    def _windows(
+        self, rec: ImageRecord, loaded: LoadedModel, accurate: bool
+    ) -> tuple[np.ndarray | None, int]:
+        """The image's grid windows (None: automatic grid) and the number of tiles.
 
-        if rec.grid is None:
-            n = len(auto_windows(rec.image_wh, tile_size, ACCURATE_OVERLAP if accurate else 0.0))
-            return None, n
-        win = tile_windows(rec.image_wh, rec.grid.rows, rec.grid.cols, rec.grid.overlap)
-        return win, len(win)
+        ``ml.predict.plan_tiles`` cuts both alike (cores of the grid without
+        overlap, read with a context margin) and counts the tiles.
+        """
+        from deepblock_nb.core.tiling import tile_windows
+        from deepblock_nb.ml.predict import plan_tiles
+
+        win = None
+        if rec.grid is not None:
+            win = tile_windows(rec.image_wh, rec.grid.rows, rec.grid.cols, rec.grid.overlap)
+        return win, len(plan_tiles(rec.image_wh, loaded, win, accurate=accurate))
 
     def _predict_images(
         self,
@@ -104,7 +116,7 @@ class PredictionMixin:
         """Predict and store each image; returns the ids done, the failures, and whether it stopped."""
         from deepblock_nb.ml.predict import PredictionStopped, predict_image
 
-        plans = [self._windows(rec, int(loaded.tile_size), accurate) for rec in records]
+        plans = [self._windows(rec, loaded, accurate) for rec in records]
         total = max(1, sum(n for _, n in plans))
         known = {c.id for c in self.categories}
         done: list[int] = []
@@ -162,10 +174,12 @@ class PredictionMixin:
         """Predict the predict split (or ``images``) in the background; returns the Job.
 
         Each image is cut into its grid's tiles (or an automatic grid of about the
-        model's input size), predicted in batches and merged across tile seams.
-        ``accurate=True`` ("More accurate") adds tile overlap, a full-image pass at
-        reduced scale and greedy non-maximum merging. Predictions are stored per
-        image at a score floor of 0.05; ``project.threshold`` filters them.
+        model's input size), each tile read with a margin of context and keeping the
+        boxes centred in it, predicted in batches and merged across tile seams
+        (``ml.predict``). ``accurate=True`` ("More accurate") widens the margin,
+        adds a mirrored pass of every tile fused with the first and, for objects
+        larger than a tile, a full-image pass at reduced scale. Predictions are
+        stored per image at a score floor of 0.05; ``project.threshold`` filters them.
         ``job.stop()`` ends within one batch and keeps the images already done. An
         image that cannot be read fails alone: the job then fails with an
         :class:`ImageFailures` naming each such image, the others stay stored.
@@ -228,9 +242,13 @@ class PredictionMixin:
 
         The images are predicted exactly as :meth:`predict` does (predictions are
         stored for the run) and scored by :func:`deepblock_nb.metrics.evaluate`
-        against their boxes, at ``project.threshold``. The report is stored with the
-        run (``project.evaluations(run)``). Evaluate images without boxes are left out.
-        ``model``: as for :meth:`predict`.
+        against their boxes: the headline precision, recall and F1 at the best-F1
+        threshold, and ``report.at_threshold`` at ``project.threshold`` as it was when
+        the evaluation started. The report is stored with the run
+        (``project.evaluations(run)``), and its ``best_threshold`` becomes
+        ``project.threshold`` unless the user has set one (a "threshold" event says
+        so when it moves). Evaluate images without boxes are left out. ``model``: as
+        for :meth:`predict`.
 
         Raises:
             ValueError: no evaluate images, or none with boxes.
@@ -269,12 +287,22 @@ class PredictionMixin:
                 return
             preds = [self._db.predictions(rec.id, run_id) for rec in labelled]
             report = evaluate(
-                [truth[rec.id] for rec in labelled], preds, threshold=threshold, categories=names
+                [truth[rec.id] for rec in labelled], preds, at_threshold=threshold, categories=names
             )
-            self._db.save_evaluation(run_id, {**report.to_dict(), "image_ids": [r.id for r in labelled]})
+            before = self.threshold
+            with self._db.write():  # the report and the threshold it suggests, together
+                self._db.save_evaluation(run_id, {**report.to_dict(), "image_ids": [r.id for r in labelled]})
+                self._set_evaluated_threshold(report.best_threshold)
             self._emit("runs", action="evaluated", run=run_id, report=report)
+            after = self.threshold
+            if after != before:
+                self._emit("threshold", value=after)
             job.result = report
-            job.set_progress(1.0, f"mAP50 {report.map50:.3f}, F1 {report.f1:.3f} on {len(labelled)} images")
+            job.set_progress(
+                1.0,
+                f"mAP50 {report.map50:.3f}, F1 {report.f1:.3f} at {report.threshold:.2f} "
+                f"(best F1) on {len(labelled)} images",
+            )
 
         return self._jobs.submit(
             "evaluate", work, description=f"evaluate run {run_id} on {len(labelled)} images"

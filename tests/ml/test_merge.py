@@ -15,7 +15,9 @@ from deepblock_nb.ml.merge import (
     MergeConfig,
     classwise_nms,
     consistent_views,
+    fuse_passes,
     greedy_nmm,
+    grid_cores,
     merge_tiles,
     overlapping_pairs,
 )
@@ -103,12 +105,14 @@ def test_object_on_the_corner_of_four_tiles_is_one_box() -> None:
 
 
 def test_partial_box_is_absorbed_by_the_tile_that_sees_the_object_whole() -> None:
-    win = _tiles((0, 0, 120, 100), (80, 0, 120, 100))  # 40 px overlap
+    win = _tiles((0, 0, 120, 100), (80, 0, 120, 100))  # 40 px overlap: cores cut at x = 100
     # tile 1 sees [90, 130] whole; tile 0 cuts it at x = 120
     det = Detections([[90, 10, 120, 50], [90, 10, 130, 50]], [1, 1], [0.9, 0.7])
     out = merge_tiles(det, [0, 1], win)
     assert out.xyxy.tolist() == [[90, 10, 130, 50]]
-    assert out.confidence is not None and out.confidence.tolist() == [0.9]
+    # the whole view of the tile holding the centre is kept with its own score (the
+    # old rule took the highest score of the group, here the cut view's)
+    assert out.confidence is not None and out.confidence.tolist() == [0.7]
 
 
 def test_object_larger_than_the_overlap_is_joined_where_nmm_fails() -> None:
@@ -150,7 +154,9 @@ def test_whole_duplicates_in_an_overlap_become_one() -> None:
     det = Detections([[60, 10, 90, 40], [61, 11, 90, 41]], [1, 1], [0.9, 0.95])
     out = merge_tiles(det, [0, 1], win)
     assert len(out) == 1
-    assert out.confidence is not None and out.confidence.tolist() == [0.95]
+    # centre x 75 lies in tile 0's core [0, 100): its view is kept, not the higher score
+    assert out.xyxy.tolist() == [[60, 10, 90, 40]]
+    assert out.confidence is not None and out.confidence.tolist() == [0.9]
 
 
 def test_overview_boxes_kept_only_for_large_unseen_objects() -> None:
@@ -177,3 +183,116 @@ def test_consistent_views_rejects_mismatched_parts() -> None:
     assert len(i) == 0
     i, _ = consistent_views(b, np.array([1, 1]), np.array([0, 1]), win, MergeConfig(join_threshold=0.1))
     assert len(i) == 1
+
+
+# -- context windows and the centre rule ------------------------------------------------
+def _context(margin: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Two 100 px cores side by side and their windows with ``margin`` px of context."""
+    cores = _tiles((0, 0, 100, 100), (100, 0, 100, 100))
+    return cores, _tiles((0, 0, 100 + margin, 100), (100 - margin, 0, 100 + margin, 100))
+
+
+@pytest.mark.parametrize(
+    ("image_wh", "rows", "cols", "overlap"),
+    [
+        ((1, 1), 1, 1, 0.0),
+        ((1, 1), 1, 1, 0.4),
+        ((600, 400), 3, 4, 0.0),
+        ((600, 400), 3, 4, 0.25),
+        ((7, 1000), 9, 2, 0.1),
+    ],
+)
+def test_grid_cores_are_the_grid_without_overlap(
+    image_wh: tuple[int, int], rows: int, cols: int, overlap: float
+) -> None:
+    from deepblock_nb.core.tiling import tile_windows
+
+    cores = grid_cores(tile_windows(image_wh, rows, cols, overlap))
+    assert cores.tolist() == tile_windows(image_wh, rows, cols).tolist()
+    assert grid_cores(np.zeros((0, 4))).shape == (0, 4)
+
+
+def test_grid_cores_reject_windows_that_are_not_a_grid() -> None:
+    with pytest.raises(ValueError, match="grid"):
+        grid_cores([[0, 0, 100, 100], [10, 0, 50, 100]])  # one window inside another
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "kept"),
+    [
+        # each view puts the centre on its own side of the seam (x 99 and 102): kept once,
+        # by the tile holding the views' mean centre (100.5)
+        ([86, 10, 112, 40], [89, 11, 115, 41], [89, 11, 115, 41]),
+        # each view puts it on the other side (102 and 99): still kept once, not lost
+        ([89, 10, 115, 40], [86, 11, 112, 41], [86, 11, 112, 41]),
+    ],
+)
+def test_views_of_one_object_either_side_of_a_seam_give_one_box(a: list, b: list, kept: list) -> None:
+    cores, win = _context()
+    det = Detections([a, b], [1, 1], [0.8, 0.7])
+    out = merge_tiles(det, [0, 1], win, cores=cores)
+    assert out.xyxy.tolist() == [kept]
+
+
+def test_a_view_centred_in_another_core_that_did_not_see_it_is_dropped() -> None:
+    cores, win = _context()
+    # tile 0's margin sees an object centred in tile 1's core, which did not report it
+    out = merge_tiles(Detections([[105, 10, 115, 20]], [1], [0.9]), [0], win, cores=cores)
+    assert len(out) == 0
+    # a centre exactly on the seam belongs to the right-hand core (half-open)
+    det = Detections([[95, 10, 105, 20], [95, 10, 105, 20]], [1, 1], [0.9, 0.8])
+    assert merge_tiles(det[:1], [0], win, cores=cores).xyxy.shape == (0, 4)
+    out = merge_tiles(det, [0, 1], win, cores=cores)
+    assert out.confidence is not None and out.confidence.tolist() == [0.8]
+
+
+def test_an_object_larger_than_the_context_is_the_union_of_its_cut_views() -> None:
+    cores, win = _context()
+    # [40, 180] is cut by both windows (tile 0 ends at 120, tile 1 starts at 80)
+    det = Detections([[40, 30, 120, 60], [80, 30, 180, 60]], [2, 2], [0.6, 0.7])
+    out = merge_tiles(det, [0, 1], win, cores=cores)
+    assert out.xyxy.tolist() == [[40, 30, 180, 60]]
+    assert out.confidence is not None and out.confidence.tolist() == [0.7]
+
+
+def test_boxes_of_one_tile_never_suppress_each_other() -> None:
+    cores, win = _context()
+    # two overlapping objects the model of tile 0 kept apart (IoU 0.6)
+    det = Detections([[10, 10, 50, 50], [15, 10, 55, 50]], [1, 1], [0.9, 0.8])
+    assert len(merge_tiles(det, [0, 0], win, cores=cores)) == 2
+
+
+def test_merge_tiles_checks_its_cores() -> None:
+    cores, win = _context()
+    det = Detections([[10, 10, 50, 50]], [1], [0.9])
+    with pytest.raises(ValueError, match="overlap"):
+        merge_tiles(det, [0], win, cores=win)
+    with pytest.raises(ValueError, match="cores"):
+        merge_tiles(det, [0], win, cores=cores[:1])
+
+
+def test_fuse_passes_averages_agreeing_boxes_and_keeps_the_others() -> None:
+    a = Detections([[10, 10, 30, 30], [50, 50, 60, 60], [10, 10, 30, 30]], [1, 1, 1], [0.8, 0.4, 0.6])
+    b = Detections([[12, 10, 32, 30], [80, 80, 90, 90]], [1, 1], [0.4, 0.3])
+    out, tiles = fuse_passes(a, [0, 0, 1], b, [0, 0])
+    assert out.confidence is not None
+    fused = (tiles == 0) & np.isclose(out.confidence, 0.6)  # the mean of 0.8 and 0.4
+    assert fused.sum() == 1
+    assert out.xyxy[fused][0] == pytest.approx(
+        [(0.8 * 10 + 0.4 * 12) / 1.2, 10, (0.8 * 30 + 0.4 * 32) / 1.2, 30]
+    )
+    # unmatched boxes stay as they are; another tile never fuses
+    rest = sorted(zip(tiles[~fused].tolist(), out.confidence[~fused].tolist(), out.xyxy[~fused].tolist()))
+    assert rest == [
+        (0, pytest.approx(0.3), [80, 80, 90, 90]),
+        (0, pytest.approx(0.4), [50, 50, 60, 60]),
+        (1, pytest.approx(0.6), [10, 10, 30, 30]),
+    ]
+    # a second box of pass b over the object that pass a matched with the first is that object again
+    a = Detections([[10, 10, 30, 30]], [1], [0.9])
+    b = Detections([[6, 10, 26, 30], [15, 10, 35, 30]], [1, 1], [0.8, 0.3])  # IoU with a: 0.67, 0.6
+    out, _ = fuse_passes(a, [0], b, [0, 0])
+    assert len(out) == 1 and out.confidence is not None and out.confidence.tolist() == pytest.approx([0.85])
+    empty = Detections.empty(with_confidence=True)
+    out, tiles = fuse_passes(empty, [], empty, [])
+    assert len(out) == 0 and len(tiles) == 0

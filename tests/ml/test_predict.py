@@ -14,9 +14,9 @@ from deepblock_nb.core.tiling import tile_windows
 from deepblock_nb.errors import ImageReadError
 from deepblock_nb.io.images import open_image
 from deepblock_nb.ml.predict import (
-    ACCURATE_OVERLAP,
     PredictionStopped,
     auto_windows,
+    plan_tiles,
     predict_image,
     run_tiles,
     widen_windows,
@@ -82,7 +82,9 @@ def test_automatic_grid_and_bounded_batches(scene: tuple[Path, Detections]) -> N
     assert max(calls) <= 5
     # the model never saw more than one batch of tiles of at most the input size
     assert max(pixels) <= 5 * 700 * 700
-    assert sum(calls) == len(auto_windows((SIZE, SIZE), 700))
+    # one call per tile of the plan: cores small enough that core and context fit 700 px
+    # (the old grid had 700 px tiles without context)
+    assert sum(calls) == len(plan_tiles((SIZE, SIZE), model))
 
 
 @pytest.mark.parametrize("prefetch", [0, 2])  # read in the calling thread / a reader thread
@@ -159,25 +161,35 @@ def test_score_floor(scene: tuple[Path, Detections]) -> None:
     assert len(pred) == (truth.confidence >= 0.5 - 1e-9).sum()
 
 
+# the context margin is now in pixels (it was a fraction of the tile, ACCURATE_OVERLAP)
 @pytest.mark.parametrize(
-    ("image_wh", "tile", "overlap"),
-    [((1, 1), 500, 0.0), ((6000, 6000), 500, 0.0), ((1000, 333), 512, ACCURATE_OVERLAP), ((5, 900), 64, 0.2)],
+    ("image_wh", "tile", "margin"),
+    [
+        ((1, 1), 500, 0),
+        ((6000, 6000), 500, 0),
+        ((1000, 333), 512, 77),
+        ((5, 900), 64, 16),
+        ((700, 90), 500, 63),
+    ],
 )
-def test_auto_windows_cover_the_image_at_about_the_input_size(
-    image_wh: tuple[int, int], tile: int, overlap: float
+def test_auto_windows_partition_the_image_and_fit_the_input_with_their_margin(
+    image_wh: tuple[int, int], tile: int, margin: int
 ) -> None:
-    win = auto_windows(image_wh, tile, overlap)
-    assert win[:, 2:].max() <= tile + 2  # widened tiles stay about the model's input size
-    cover = np.zeros(image_wh[::-1], bool)
-    for x, y, w, h in win:
-        cover[y : y + h, x : x + w] = True
-    assert cover.all()
+    cores = auto_windows(image_wh, tile, margin)
+    win = widen_windows(cores, image_wh, margin)
+    assert win[:, 2:].max() <= tile  # core and context stay within the model's input size
+    count = np.zeros(image_wh[::-1], np.int64)
+    for x, y, w, h in cores:
+        count[y : y + h, x : x + w] += 1
+    assert (count == 1).all()  # the cores partition the image
+    if max(image_wh) <= tile:
+        assert len(cores) == 1  # no seams where one tile holds the image
 
 
 def test_widen_windows() -> None:
-    win = widen_windows([[0, 0, 100, 100], [100, 0, 100, 100]], (200, 100), 0.15)
+    win = widen_windows([[0, 0, 100, 100], [100, 0, 100, 100]], (200, 100), 15)
     assert win.tolist() == [[0, 0, 115, 100], [85, 0, 115, 100]]
-    assert widen_windows(np.zeros((0, 4)), (10, 10), 0.1).shape == (0, 4)
+    assert widen_windows(np.zeros((0, 4)), (10, 10), 10).shape == (0, 4)
 
 
 class _CountingSource:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,34 @@ def test_stop_keeps_the_finished_images(project: dbn.Project) -> None:
     assert [len(project.predictions(r, threshold=0.0)) for r in recs] == [2, 2, 0, 0, 0, 0]
 
 
+@pytest.mark.parametrize("accurate", [False, True])
+def test_progress_counts_the_tiles_of_the_users_grid_and_of_automatic_grids(
+    project: dbn.Project, accurate: bool
+) -> None:
+    rgb, truth = _frame()
+    gridded = project.add_image(_png_bytes(rgb), split="predict", name="grid.png")
+    project.set_grid(gridded, 3, 4, overlap=0.1)  # cores: the grid without overlap
+    project.add_image(_png_bytes(rgb), split="predict", name="auto.png")  # an automatic grid
+    _add_run(project, tile_size=256)  # smaller than the frame: the automatic grid has seams
+    seen: list[tuple[float, str]] = []
+    job = project.predict(model=RectangleDetector(), accurate=accurate)
+    job.on("progress", lambda j: seen.append((j.progress, j.message)))
+    job.wait(TIMEOUT)
+    assert job.status is JobStatus.FINISHED, job.error
+    ticks = [(p, re.search(r"image (\d+)/2 .*tile (\d+)/(\d+)", m)) for p, m in seen]
+    counts = {int(g[1]): int(g[3]) for _, g in ticks if g}  # tiles of each image, as predicted
+    assert counts[1] == 12 and counts[2] > 1
+    total = counts[1] + counts[2]
+    for p, g in ticks:
+        if g:  # the planned counts (the fraction) agree with the tiles run (the message)
+            before = 0 if g[1] == "1" else counts[1]
+            assert p == pytest.approx((before + int(g[2])) / total)
+    assert job.progress == pytest.approx(1.0)
+    for name in ("grid.png", "auto.png"):
+        pred = project.predictions(name, threshold=0.0)
+        assert (match(truth, pred) == 1).all() and len(pred) == len(truth), name
+
+
 def test_statistics_and_export_round_trip(project: dbn.Project, tmp_path: Path) -> None:
     rgb, truth = _frame()
     names = ["a.png", "b.png"]
@@ -223,11 +252,12 @@ def test_evaluate_equals_metrics_on_the_stored_predictions(project: dbn.Project)
     expected = dbn.metrics.evaluate(
         [project.annotations(r) for r in recs],
         [project.predictions(r, threshold=0.0, run=run_id) for r in recs],
-        threshold=0.2,
+        at_threshold=0.2,  # the headline at the best-F1 threshold, the user's 0.2 beside it
         categories={c.id: c.name for c in project.categories},
     )
     assert report.to_dict() == expected.to_dict()
-    assert (report.tp, report.fp, report.fn) == (4, 2, 2)
+    at = report.at_threshold
+    assert at is not None and (at.threshold, at.tp, at.fp, at.fn) == (0.2, 4, 2, 2)
     assert 0 < report.map50 < 1
     stored = project.evaluations(run_id)
     assert len(stored) == 1 and stored[0].to_dict() == report.to_dict()
@@ -288,10 +318,11 @@ def test_short_trained_model_end_to_end(tmp_path: Path) -> None:
         expected = dbn.metrics.evaluate(
             [project.annotations(r) for r in recs],
             [project.predictions(r, threshold=0.0, run=run_id) for r in recs],
-            threshold=0.3,
+            at_threshold=0.3,
             categories={c.id: c.name for c in project.categories},
         )
         assert report.to_dict() == expected.to_dict()
+        assert report.threshold_rule == "best F1" and project.threshold == 0.3  # the user's, kept
         assert project.evaluations(run_id)[-1].to_dict() == report.to_dict()
 
         job = project.predict(device="cpu").wait(300)
