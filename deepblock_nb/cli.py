@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("project", nargs="?", default="demo_project")
     p = sub.add_parser("train", help="train a detector on the train split")
     p.add_argument("project")
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--epochs", type=int, default=None, help="default: the trainer decides")
     p.add_argument("--model", default="auto")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=None)

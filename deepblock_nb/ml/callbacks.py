@@ -20,6 +20,7 @@ __all__ = [
     "EarlyStopping",
     "HistoryCallback",
     "JobLike",
+    "PlateauCooldown",
     "ProgressCallback",
 ]
 
@@ -191,3 +192,35 @@ class EarlyStopping(Callback):
         if self._waited >= self.patience:
             state.early_stopped = True
             state.request_stop()
+
+
+class PlateauCooldown(Callback):
+    """Automatic epochs: when the held-out score has not improved by ``min_delta``
+    for ``patience`` epochs, decay the learning rate over a few last epochs and end.
+
+    The decay gets a fifth of the epochs done so far (at least ``min_cooldown``),
+    never past the planned end; ``best.pt`` still keeps the best epoch.
+    """
+
+    def __init__(self, patience: int = 5, min_delta: float = 0.002, min_cooldown: int = 2) -> None:
+        self.patience = patience
+        self.min_delta = min_delta
+        self.min_cooldown = min_cooldown
+        self._best = -math.inf
+        self._waited = 0
+        self._cooling = False
+
+    def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
+        score = row.get("score")
+        if self._cooling or score is None or not math.isfinite(score):
+            return
+        if score > self._best + self.min_delta:
+            self._best, self._waited = score, 0
+            return
+        self._waited += 1
+        if self._waited >= self.patience:
+            self._cooling = True
+            state.early_stopped = True
+            state.end_in(max(self.min_cooldown, round(0.2 * state.epoch)))
+            log.info("held-out score flat for %d epochs: final decay, ending at epoch %d",
+                     self.patience, state.target_epoch)

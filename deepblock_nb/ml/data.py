@@ -3,10 +3,12 @@
 The dataset takes plain :class:`TileItem` records (no project), reads pixels
 through the bounded-memory readers of :mod:`deepblock_nb.io.images` and keeps a
 few sources open per worker thread (an LRU), so a tile never reopens its image.
-Each sample is one tile resized so its longer side is ``tile_size`` pixels.
+Each sample is one tile at the image's own resolution (the model magnifies it
+by its fixed ``input_scale``), or resized so its longer side is ``tile_size``
+pixels when a size is given.
 
-Frames: ``TileItem.xyxy`` are image pixels; targets are pixels of the resized
-tile the model sees (origin at the tile's top-left corner).
+Frames: ``TileItem.xyxy`` are image pixels; targets are pixels of the tile as
+the sample holds it (origin at the tile's top-left corner).
 """
 
 from __future__ import annotations
@@ -91,21 +93,39 @@ def _item_key(item: TileItem) -> str:
     return hashlib.sha1(f"{item.image_path.name}|{item.window}".encode()).hexdigest()
 
 
-def holdout_split(items: Sequence[TileItem], fraction: float = 0.15) -> tuple[list[int], list[int]]:
-    """A fixed held-out part of the tiles: the same for the same tiles, run after run.
+def holdout_split(
+    items: Sequence[TileItem], fraction: float = 0.15, seed: int = 0, min_visible: float = 0.5
+) -> tuple[list[int], list[int]]:
+    """A fixed held-out part of the training tiles, to score the model while it trains.
+
+    Whole images are held out (their tiles never train), chosen among the images
+    whose tiles hold boxes (``min_visible`` as in :class:`TileDataset`) by a generator seeded with ``seed`` over the sorted image names: the
+    same images for the same data, run after run. With fewer than 4 images with
+    boxes (one large image cut into tiles, say), tiles are held out instead, by a
+    fixed hash of image name and window.
 
     Returns:
-        ``(train, held_out)`` index lists; held-out is empty when there are fewer
-        than 4 tiles (all of them are needed to train).
+        ``(train, held_out)`` sorted index lists; held-out is empty when there are
+        fewer than 4 tiles (all of them are needed to train) or ``fraction <= 0``.
     """
     n = len(items)
     if n < 4 or fraction <= 0:
         return list(range(n)), []
-    order = sorted(range(n), key=lambda i: _item_key(items[i]))
-    k = min(n - 1, max(1, round(fraction * n)))
-    held = sorted(order[:k])
-    keep = sorted(order[k:])
-    return keep, held
+    from deepblock_nb.core.tiling import clip_boxes_to_window
+
+    labelled = sorted(
+        {it.image_path.name for it in items if len(clip_boxes_to_window(it.xyxy, it.window, min_visible)[1])}
+    )
+    if len(labelled) >= 4:
+        k = min(len(labelled) - 1, max(1, round(fraction * len(labelled))))
+        pick = np.random.default_rng(seed).permutation(len(labelled))[:k]
+        names = {labelled[i] for i in pick}
+        held = [i for i, it in enumerate(items) if it.image_path.name in names]
+    else:
+        order = sorted(range(n), key=lambda i: _item_key(items[i]))
+        held = sorted(order[: min(n - 1, max(1, round(fraction * n)))])
+    chosen = set(held)
+    return [i for i in range(n) if i not in chosen], held
 
 
 def epoch_indices(
@@ -162,14 +182,16 @@ class _OpenSources:
 class TileDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
     """Map-style dataset of tiles -> ``(image, target)`` in torchvision's format.
 
-    ``image`` is a ``(3, H, W)`` float tensor in [0, 1] with ``max(H, W) == tile_size``;
+    ``image`` is a ``(3, H, W)`` float tensor in [0, 1]: the tile's own pixels
+    (``H, W`` of its window), or ``max(H, W) == tile_size`` when a size is given;
     ``target`` holds ``boxes`` ``(M, 4)`` float32 xyxy pixels of that image and
     ``labels`` ``(M,)`` int64 (``i + 1`` for ``category_ids[i]``).
 
     Args:
         items: the tiles.
         category_ids: the categories trained on, in label order.
-        tile_size: longer side of the model input, pixels.
+        tile_size: longer side of each sample, pixels; None keeps the tile's own
+            size (an augmentation zoom is resized back to it).
         augment: None for evaluation (the tile exactly, no randomness).
         min_visible: a box counts in a tile when this fraction of it is inside.
         cache_dir: where readers keep derived caches (the project's cache/).
@@ -181,7 +203,7 @@ class TileDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
         self,
         items: Sequence[TileItem],
         category_ids: Sequence[int],
-        tile_size: int,
+        tile_size: int | None = None,
         augment: Augment | None = None,
         *,
         min_visible: float = 0.5,
@@ -191,7 +213,7 @@ class TileDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
     ) -> None:
         self.items = list(items)
         self.category_ids = list(category_ids)
-        self.tile_size = int(tile_size)
+        self.tile_size = None if tile_size is None else int(tile_size)
         self.augment = augment
         self.min_visible = min_visible
         self.seed = seed
@@ -233,7 +255,7 @@ class TileDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
         return local * scale, it.category_ids[idx]
 
     def _scale(self, w: float, h: float) -> float:
-        return self.tile_size / max(w, h)
+        return 1.0 if self.tile_size is None else self.tile_size / max(w, h)
 
     def _clip(
         self, it: TileItem, window: tuple[int, int, int, int]
@@ -289,8 +311,11 @@ class TileDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
         pixels = self._read(it, window)
         local, idx = self._clip(it, window)
         w, h = window[2], window[3]
-        scale = self._scale(w, h)
-        out_w, out_h = max(1, round(w * scale)), max(1, round(h * scale))
+        if self.tile_size is None:  # a zoomed window goes back to the tile's own size
+            out_w, out_h = it.window[2], it.window[3]
+        else:
+            scale = self._scale(w, h)
+            out_w, out_h = max(1, round(w * scale)), max(1, round(h * scale))
         if (out_w, out_h) != (w, h):
             pixels = np.array(Image.fromarray(pixels).resize((out_w, out_h), Image.Resampling.BILINEAR))
         boxes = local * np.array([out_w / w, out_h / h, out_w / w, out_h / h])  # [M,4]

@@ -3,16 +3,18 @@
 Presets (``list_presets()`` prints them):
 
 - ``"small"``: trains from scratch on a CPU in minutes; the default when no GPU
-  is present. It starts from whatever it finds in the torch hub cache: COCO
-  SSDlite weights, else ImageNet MobileNetV3 or MobileNetV2 weights (then FCOS on
-  a MobileNet FPN, which learns more from few labels), else SSDlite320-MobileNetV3
-  from scratch.
+  is present. It starts from the best weights it finds in the torch hub cache
+  or can fetch into it: COCO SSDlite weights, else ImageNet MobileNetV3 or
+  MobileNetV2 weights (then FCOS on a MobileNet FPN, which learns more from few
+  labels), else SSDlite320-MobileNetV3 from scratch.
 - torchvision detectors: ``"ssdlite"``, ``"fasterrcnn_mobilenet_v3"``,
   ``"fasterrcnn_resnet50_v2"``, ``"retinanet_resnet50_v2"``, ``"fcos_resnet50"``,
   ``"fcos_mobilenet_v2"``, ``"fcos_mobilenet_v3"`` (torchvision's own names are
   accepted too). Each starts from COCO weights, else ImageNet backbone weights,
-  found in the hub cache or given as ``weights=`` a local file; without any it
-  warns and trains from scratch. Nothing is ever downloaded.
+  found in the hub cache, fetched into it when online, or given as ``weights=``
+  a local file; without any it warns in one line and trains from scratch.
+  ``download=False`` or ``DEEPBLOCK_DOWNLOAD_WEIGHTS=0`` turns fetching off
+  (then only the cache is looked up; see ``deepblock_nb.ml._weights``).
 - any ``torch.nn.Module`` following torchvision's detection contract: in train
   mode ``model(images, targets) -> dict of losses``; in eval mode
   ``model(images) -> [{"boxes", "labels", "scores"}]``.
@@ -41,7 +43,15 @@ from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from deepblock_nb.errors import ModelError
-from deepblock_nb.ml._weights import hub_file, load_matching, read_state_dict, warn_no_weights
+from deepblock_nb.ml._input import PixelBoxGenerator, use_input_scale
+from deepblock_nb.ml._weights import (
+    download_allowed,
+    first_weights,
+    hub_file,
+    load_matching,
+    read_state_dict,
+    warn_no_weights,
+)
 
 __all__ = ["CUSTOM", "BuiltModel", "Preset", "build_model", "list_presets", "resolve_preset_name"]
 
@@ -69,7 +79,10 @@ class BuiltModel:
         module: the detector, in train mode, on the CPU.
         preset: the preset name (``"custom"`` for a user module).
         options: how it was built (``init``: coco / imagenet / file / scratch, ...).
-        tile_size: input side in pixels; tiles are resized to it.
+        tile_size: model input side for a typical tile, pixels. With
+            ``options["input_scale"]`` every input is magnified by that factor
+            instead (:class:`~deepblock_nb.ml._input.ScaleTransform`); without it,
+            resized to this side (torchvision's rule).
     """
 
     module: nn.Module
@@ -98,11 +111,14 @@ def _pick_init(
         return str(opts["init"])
     if weights is not None:
         return "file"
-    if coco is not None and hub_file(coco):
-        return "coco"
-    if imagenet is not None and hub_file(imagenet):
-        return "imagenet"
-    return "scratch"
+    # Most wanted first; a bare architecture (load=False) only looks in the cache.
+    download = opts.get("download") if load else False
+    found = first_weights([coco, imagenet], download=download, warn=not opts.get("quiet"))
+    if found is None:
+        if load and download_allowed(download):
+            opts["quiet"] = True  # the failed fetch said so in one line; the builder adds none
+        return "scratch"
+    return "coco" if found[0] is coco else "imagenet"
 
 
 # -- SSDlite320-MobileNetV3 at any input size ------------------------------------
@@ -126,7 +142,11 @@ def _build_ssdlite(
     else:
         _normal_init(net)
     backbone = _mobilenet_extractor(net, 6, norm)
-    anchors = DefaultBoxGenerator([[2, 3] for _ in range(6)], min_ratio=0.2, max_ratio=0.95)
+    anchors: Any
+    if opts.get("anchor_sizes"):  # sized to the labelled boxes, in model pixels
+        anchors = PixelBoxGenerator([float(v) for v in opts["anchor_sizes"]], [[2, 3] for _ in range(6)])
+    else:
+        anchors = DefaultBoxGenerator([[2, 3] for _ in range(6)], min_ratio=0.2, max_ratio=0.95)
     out_channels = det_utils.retrieve_out_channels(backbone, (size, size))
     model = SSD(
         backbone,
@@ -242,14 +262,17 @@ def _build_small(
     if arch is None or load:
         if weights is not None:
             arch = arch or "ssdlite"
-        elif hub_file(tvd.SSDLite320_MobileNet_V3_Large_Weights.COCO_V1):
-            arch = "ssdlite"
-        elif hub_file(tvm.MobileNet_V3_Large_Weights.IMAGENET1K_V1):
-            arch = "fcos_mobilenet_v3"
-        elif hub_file(tvm.MobileNet_V2_Weights.IMAGENET1K_V1):
-            arch = "fcos_mobilenet_v2"
         else:
-            arch = "ssdlite"
+            by_weights = {
+                tvd.SSDLite320_MobileNet_V3_Large_Weights.COCO_V1: "ssdlite",
+                tvm.MobileNet_V3_Large_Weights.IMAGENET1K_V1: "fcos_mobilenet_v3",
+                tvm.MobileNet_V2_Weights.IMAGENET1K_V1: "fcos_mobilenet_v2",
+            }
+            download = opts.get("download") if load else False
+            found = first_weights(
+                list(by_weights), download=download, fallback="training SSDlite from scratch"
+            )
+            arch = by_weights[found[0]] if found else "ssdlite"
     opts["arch"] = arch
     opts["quiet"] = True  # training the small preset from scratch is its normal case
     return PRESETS[str(arch)].build(nc, size, opts, weights, load)
@@ -260,7 +283,7 @@ PRESETS: dict[str, Preset] = {
     for p in [
         Preset(
             "small",
-            "fast on a CPU; uses cached MobileNet/SSDlite weights when present",
+            "fast on a CPU; uses MobileNet/SSDlite weights when cached or fetchable",
             _build_small,
             320,
             2e-3,
@@ -341,19 +364,26 @@ def list_presets() -> dict[str, str]:
     return {name: p.summary for name, p in PRESETS.items()}
 
 
-def resolve_preset_name(model: str, device: torch.device | None = None) -> str:
-    """The preset a name means; ``"auto"`` is ``"small"`` unless a CUDA GPU and cached
-    ResNet50 weights make the larger Faster R-CNN worth it.
+def resolve_preset_name(
+    model: str, device: torch.device | None = None, *, download: bool | None = None
+) -> str:
+    """The preset a name means; ``"auto"`` is ``"small"`` unless a CUDA GPU and COCO or
+    ImageNet ResNet50 weights (cached, or fetched when ``download`` allows) make the
+    larger Faster R-CNN worth it.
 
     Raises:
         ModelError: the name is unknown.
     """
     key = model.lower().strip()
     if key == "auto":
-        big = hub_file(tvd.FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1) or hub_file(
-            tvm.ResNet50_Weights.IMAGENET1K_V1
+        if device is None or device.type != "cuda":
+            return "small"
+        big = first_weights(
+            [tvd.FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1, tvm.ResNet50_Weights.IMAGENET1K_V1],
+            download=download,
+            warn=False,  # a failure is remembered; the "small" build then says it in its one line
         )
-        return "fasterrcnn_resnet50_v2" if device is not None and device.type == "cuda" and big else "small"
+        return "fasterrcnn_resnet50_v2" if big else "small"
     key = ALIASES.get(key, key)
     if key not in PRESETS:
         raise ModelError(
@@ -372,6 +402,7 @@ def build_model(
     options: dict[str, Any] | None = None,
     device: torch.device | None = None,
     load_weights: bool = True,
+    download: bool | None = None,
 ) -> BuiltModel:
     """Build a detector for ``num_categories`` categories (plus background).
 
@@ -380,8 +411,12 @@ def build_model(
         tile_size: input side in pixels; None takes the preset's default.
         weights: a local weights file (a torchvision detector or backbone state
             dict, or one of our checkpoints); None looks in the torch hub cache.
-        options: the options a checkpoint recorded, to rebuild the same network.
+        options: the options a checkpoint recorded, to rebuild the same network;
+            ``input_scale`` (model pixels per image pixel) and, for SSDlite,
+            ``anchor_sizes`` (7 default-box sizes, model pixels) shape it to the data.
         load_weights: False builds the bare architecture (to load a checkpoint into).
+        download: fetch missing pretrained weights into the hub cache; None lets
+            ``$DEEPBLOCK_DOWNLOAD_WEIGHTS`` decide (on unless 0), False only looks.
 
     Raises:
         ModelError: unknown preset, no category, or an unusable weights file.
@@ -394,15 +429,20 @@ def build_model(
         return BuiltModel(model, CUSTOM, {}, int(tile_size or 512), 1e-3, 8)
     if not isinstance(model, str):
         raise ModelError(f"model must be a preset name or a torch module, got {type(model).__name__}")
-    name = resolve_preset_name(model, device)
+    name = resolve_preset_name(model, device, download=download)
     preset = PRESETS[name]
     size = int(tile_size or preset.tile_size)
     if size < 32:
         raise ModelError(f"tile_size must be at least 32 pixels, got {size}")
     opts = dict(options or {})
+    opts["download"] = download
     module = preset.build(num_categories + 1, size, opts, weights, load_weights)
     opts.pop("quiet", None)
-    _set_input_size(module, size)
+    opts.pop("download", None)
+    if opts.get("input_scale"):
+        use_input_scale(module, float(opts["input_scale"]))
+    else:
+        _set_input_size(module, size)
     lr = preset.lr
     if name in ("small", "ssdlite") and opts.get("init") == "scratch":
         lr = 2e-3

@@ -2,16 +2,24 @@
 
 The default recipe: AdamW (weight decay 1e-4), the preset's learning rate
 (2e-3 for the small preset from scratch, 1e-3 on an ImageNet MobileNet, 2e-4 for
-the ResNet-50 detectors), linear warm-up over the first steps then a cosine decay
-to 5 % of it, flips, scale jitter and colour jitter, gradient clipping at 10,
-each tile resized so its longer side is the preset's ``tile_size`` (320 for the
-small presets), tiles without boxes at 0.25 per tile with boxes, and mixed
-precision on CUDA.
+the ResNet-50 detectors), linear warm-up over the first steps, flips, scale
+jitter and colour jitter, gradient clipping at 10, tiles without boxes at 0.25
+per tile with boxes, and mixed precision on CUDA. The model sees every tile at
+one magnification chosen from the labelled box sizes (small objects enlarged,
+large ones reduced; :mod:`deepblock_nb.ml._input`), with SSD anchors sized to
+those boxes; prediction uses the same magnification.
 
-How many epochs: with about 1000 boxes per category, 15 epochs is a good start.
-With fewer boxes use more epochs (30-50 for ~200 boxes per category); with many
-more boxes, fewer epochs (5-10 for ~10 000 per category). Watch the training
-score: when it stops rising, more epochs will not help; more labelled boxes will.
+Scoring is honest: a fixed part of the labelled training images (whole images,
+seeded) is held out; each epoch is scored on it (mAP@0.5; the history's
+``score_on`` says what on) and ``best.pt`` is the best epoch there. The evaluate
+split is never read while training: it is Evaluate's alone.
+
+How many epochs: by default (``epochs=None``) the trainer decides. It keeps the
+peak learning rate while the held-out score rises, and when it has not risen for
+a while (``patience``), decays the rate over a few last epochs and ends; at most
+:func:`auto_epochs` epochs (15 with ~1000 boxes per category, up to 100 for a few
+dozen images). Given ``epochs=N`` it runs N epochs with a cosine decay. When the
+score stops rising, more epochs will not help; more labelled boxes will.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import torch
 from torch import nn
 
 from deepblock_nb.errors import ModelError
+from deepblock_nb.ml._input import anchor_sizes, box_sides, choose_input_scale
 from deepblock_nb.ml._loader import ThreadLoader
 from deepblock_nb.ml._score import score_model
 from deepblock_nb.ml.callbacks import (
@@ -39,6 +48,7 @@ from deepblock_nb.ml.callbacks import (
     EarlyStopping,
     HistoryCallback,
     JobLike,
+    PlateauCooldown,
     ProgressCallback,
 )
 from deepblock_nb.ml.checkpoints import build_from_checkpoint, load_checkpoint
@@ -46,7 +56,15 @@ from deepblock_nb.ml.data import Augment, TileDataset, TileItem, collate, epoch_
 from deepblock_nb.ml.device import amp_dtype, resolve_device
 from deepblock_nb.ml.models import BuiltModel, build_model
 
-__all__ = ["TrainConfig", "TrainResult", "TrainState", "train_detector"]
+__all__ = ["Schedule", "TrainConfig", "TrainResult", "TrainState", "auto_epochs", "train_detector"]
+
+#: Automatic epochs (``epochs=None``): tile presentations aimed at, and bounds.
+AUTO_SAMPLES = 5000
+AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS = 10, 100
+#: Automatic epochs: epochs without a better held-out score that end the peak rate.
+AUTO_MIN_PATIENCE = 5
+#: Share of the steps (at least 2 epochs) spent decaying the rate at the end.
+COOLDOWN = 0.2
 
 
 @dataclass
@@ -54,16 +72,23 @@ class TrainConfig:
     """Settings of one training run; None means "the preset's default".
 
     Attributes:
-        epochs: epochs to run in this call (on resume: more epochs on top).
+        epochs: epochs to run in this call (on resume: more epochs on top); None
+            (the default) chooses by itself: at most :func:`auto_epochs`, ending
+            with a short decay once the held-out score stops rising.
         batch_size: tiles per step.
         lr: peak learning rate of AdamW.
         weight_decay: AdamW weight decay.
-        tile_size: model input side, pixels.
+        tile_size: model input side for a typical training tile, pixels (sets the
+            magnification); None chooses the magnification from the box sizes
+            (:func:`deepblock_nb.ml._input.choose_input_scale`).
         warmup_steps: linear warm-up steps (default: a tenth of the steps, at most 300).
         empty_rate: tiles without boxes per tile with boxes, per epoch.
-        holdout: fraction of training tiles held out for the score when the
-            evaluate split has no labels.
-        patience: early stopping after this many epochs without a better score.
+        holdout: fraction of the labelled training images held out (whole
+            images, fixed by ``seed``) for the per-epoch score and the choice of
+            ``best.pt``; the evaluate split is never read while training.
+        patience: epochs without a better held-out score before training ends
+            (fixed epochs: stops at once; automatic epochs: starts the final decay;
+            default there: a sixth of the epochs, at least 5).
         augment: True for the default augmentation, False for none.
         num_workers: threads reading tiles ahead of the model; None: as many as
             the cores left over by the model allow (none when it trains on all
@@ -74,7 +99,7 @@ class TrainConfig:
         min_visible: a box belongs to a tile when this fraction of it is inside.
     """
 
-    epochs: int = 15
+    epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
     weight_decay: float = 1e-4
@@ -104,6 +129,7 @@ class TrainResult:
     last_checkpoint: Path | None
     best_checkpoint: Path | None
     early_stopped: bool = False
+    target_epoch: int = 0  # where the run planned to end (automatic epochs: its choice)
 
 
 @dataclass
@@ -125,10 +151,21 @@ class TrainState:
     early_stopped: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
     score_on: str = ""
+    steps_per_epoch: int = 1
+    schedule: Schedule | None = None
+    box_size: float | None = None  # 95th percentile of the boxes' longer side, image pixels
     _stop: bool = False
 
     def request_stop(self) -> None:
         self._stop = True
+
+    def end_in(self, epochs: int) -> None:
+        """End after ``epochs`` more epochs (after this one), decaying the rate over them."""
+        target = min(self.target_epoch, self.epoch + max(1, int(epochs)))
+        self.steps_total -= (self.target_epoch - target) * self.steps_per_epoch
+        self.target_epoch = target
+        if self.schedule is not None:
+            self.schedule.end_at(self.global_step, target * self.steps_per_epoch)
 
     @property
     def fraction(self) -> float:
@@ -159,17 +196,48 @@ class TrainState:
             "scheduler_state": self.scheduler.state_dict(),
             "config": self.config.to_dict(),
             "history": list(self.history),
+            "box_size": self.box_size,
         }
 
 
-def _schedule(warmup: int, total: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return 0.001 + 0.999 * step / warmup
-        t = min(1.0, (step - warmup) / max(1, total - warmup))
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
+class Schedule:
+    """Learning-rate factor per step: linear warm-up, then a cosine decay to 5 %.
 
-    return factor
+    With ``stable`` the rate stays at its peak after the warm-up and decays only
+    over the last :data:`COOLDOWN` of the steps, or from the moment
+    :meth:`end_at` is called (a plateau of the held-out score): the
+    warm-up / stable / decay schedule, which can end early without wasting the
+    decay that makes the last epochs count. A callable object, so the scheduler's
+    state dict keeps it across a resume.
+    """
+
+    def __init__(self, warmup: int, total: int, stable: bool = False) -> None:
+        self.warmup, self.total = int(warmup), int(total)
+        self.decay_from = self.warmup if not stable else max(self.warmup, round(self.total * (1 - COOLDOWN)))
+        self.peak = 1.0  # the factor the decay starts from
+
+    def end_at(self, step: int, total: int) -> None:
+        """Decay from ``step`` on (from the factor reached there), ending at step ``total``."""
+        self.peak = max(0.05, self(step))
+        self.warmup = min(self.warmup, int(step))
+        self.decay_from, self.total = int(step), max(int(step) + 1, int(total))
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return 0.001 + 0.999 * step / self.warmup
+        if step < self.decay_from:
+            return 1.0
+        t = min(1.0, (step - self.decay_from) / max(1, self.total - self.decay_from))
+        return 0.05 + (self.peak - 0.05) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def auto_epochs(samples_per_epoch: int) -> int:
+    """The most epochs an automatic run may take: about :data:`AUTO_SAMPLES` tile
+    presentations in all, within [:data:`AUTO_MIN_EPOCHS`, :data:`AUTO_MAX_EPOCHS`]
+    (15 epochs at ~1000 boxes per category in a few hundred tiles; many more for a
+    few dozen images). A plateau of the held-out score usually ends it sooner."""
+    n = max(1, int(samples_per_epoch))
+    return int(min(AUTO_MAX_EPOCHS, max(AUTO_MIN_EPOCHS, round(AUTO_SAMPLES / n))))
 
 
 def _targets_to(
@@ -187,12 +255,12 @@ def train_detector(
     config: TrainConfig | None = None,
     model: str | nn.Module = "auto",
     weights: str | Path | None = None,
-    eval_items: Sequence[TileItem] | None = None,
     device: str | torch.device = "auto",
     resume_from: str | Path | None = None,
     callbacks: Sequence[Callback] = (),
     history_sink: Callable[[list[dict[str, Any]]], None] | None = None,
     cache_dir: Path | None = None,
+    download: bool | None = None,
 ) -> TrainResult:
     """Train a detector on tiles; runs in the calling (job) thread.
 
@@ -201,19 +269,21 @@ def train_detector(
         train_items: tiles of the train split (boxes in image pixels).
         category_ids: categories to detect, in label order (label ``i + 1``).
         run_dir: folder for ``last.pt`` and ``best.pt``.
-        eval_items: labelled tiles of the evaluate split for the per-epoch score;
-            None or empty: a fixed held-out part of ``train_items``.
+            A fixed part of them (whole images: :func:`~deepblock_nb.ml.data.holdout_split`)
+            is held out to score each epoch and to choose ``best.pt``; nothing of
+            the evaluate split is read here.
         resume_from: a ``last.pt`` to continue (model, optimizer, scheduler, history);
             ``config.epochs`` more epochs run, and an epoch cut short by a stop
             starts again from its beginning (its steps so far stay learned).
         history_sink: receives each batch of new history rows (to store them).
+        download: fetch missing pretrained weights (None: ``$DEEPBLOCK_DOWNLOAD_WEIGHTS`` decides).
 
     Returns:
         The result; the ending (finished, stopped, failed) always leaves ``last.pt``.
         Errors propagate after the checkpoint is written.
     """
     cfg = config or TrainConfig()
-    if cfg.epochs < 1:
+    if cfg.epochs is not None and cfg.epochs < 1:
         raise ModelError(f"epochs must be at least 1, got {cfg.epochs}")
     if not train_items:
         raise ModelError("no training tiles: add images to the train split and label some boxes")
@@ -222,6 +292,28 @@ def train_detector(
     dev = resolve_device(device)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
+
+    # data first: the held-out images, and the box sizes the model is shaped for
+    items = list(train_items)
+    keep, held = holdout_split(items, cfg.holdout, cfg.seed, cfg.min_visible)
+    score_items = [items[i] for i in held] if held else items
+    held_images = {items[i].image_path.name for i in held}
+    if held and not any(items[i].image_path.name in held_images for i in keep):
+        n_images = len({it.image_path.name for it in items})
+        score_on = f"held-out training images ({len(held_images)} of {n_images}, {len(held)} tiles)"
+    elif held:
+        score_on = f"held-out training tiles ({len(held)} of {len(items)})"
+    else:
+        score_on = "training tiles (too few to hold out)"
+    aug = Augment() if cfg.augment else None
+    ds_args: dict[str, Any] = {"min_visible": cfg.min_visible, "cache_dir": cache_dir}
+    train_ds = TileDataset([items[i] for i in keep], category_ids, None, aug, seed=cfg.seed, **ds_args)
+    score_ds = TileDataset(score_items, category_ids, None, None, **ds_args)
+    has_boxes = train_ds.has_boxes()
+    if not has_boxes.any():
+        raise ModelError("no box of a trained category lies in any training tile; label some boxes first")
+    sides = np.concatenate([box_sides(train_ds.target_boxes(int(i))[0]) for i in np.flatnonzero(has_boxes)])
+    tile_side = float(np.median([max(it.window[2], it.window[3]) for it in train_ds.items]))
 
     ckpt: dict[str, Any] | None = None
     if resume_from is not None:
@@ -237,8 +329,25 @@ def train_detector(
         )
         saved_cfg = dict(ckpt.get("config") or {})
         cfg = TrainConfig(**{**saved_cfg, **{k: v for k, v in cfg.to_dict().items() if k in _explicit(cfg)}})
+        if cfg.epochs is None:
+            raise ModelError(f"{resume_from}: say how many more epochs to train (epochs=N)")
     else:
-        built = build_model(model, len(category_ids), tile_size=cfg.tile_size, weights=weights, device=dev)
+        options: dict[str, Any] = {}
+        if not isinstance(model, nn.Module):
+            # one magnification for training and prediction: given as a model input
+            # side for the typical tile, or chosen from the labelled box sizes
+            scale = cfg.tile_size / tile_side if cfg.tile_size else choose_input_scale(sides, tile_side)
+            options = {"input_scale": float(scale), "anchor_sizes": anchor_sizes(sides, scale)}
+        size = cfg.tile_size or max(32, round(tile_side * options.get("input_scale", 1.0)))
+        built = build_model(
+            model,
+            len(category_ids),
+            tile_size=size,
+            weights=weights,
+            device=dev,
+            options=options,
+            download=download,
+        )
         cfg.tile_size = built.tile_size
     cfg.batch_size = int(cfg.batch_size or built.batch_size)
     if cfg.num_workers is None:
@@ -247,50 +356,34 @@ def train_detector(
     net = built.module.to(dev)
     net.train()
 
-    # data: training tiles and the tiles that score each epoch
-    items = list(train_items)
-    scored = [it for it in (eval_items or []) if len(it.xyxy)]
-    if scored:
-        keep, held = list(range(len(items))), list[int]()
-        score_items = list(eval_items or [])
-        score_on = f"evaluate split ({len(score_items)} tiles)"
-    else:
-        keep, held = holdout_split(items, cfg.holdout)
-        score_items = [items[i] for i in held] if held else items
-        score_on = (
-            f"held-out training tiles ({len(held)})" if held else "training tiles (too few to hold out)"
-        )
-    aug = Augment() if cfg.augment else None
-    ds_args: dict[str, Any] = {"min_visible": cfg.min_visible, "cache_dir": cache_dir}
-    train_ds = TileDataset(
-        [items[i] for i in keep], category_ids, built.tile_size, aug, seed=cfg.seed, **ds_args
-    )
-    score_ds = TileDataset(score_items, category_ids, built.tile_size, None, **ds_args)
-    has_boxes = train_ds.has_boxes()
-    if not has_boxes.any():
-        raise ModelError("no box of a trained category lies in any training tile; label some boxes first")
-
     steps_per_epoch = math.ceil(
         len(epoch_indices(has_boxes, cfg.empty_rate, np.random.default_rng(0))) / cfg.batch_size
     )
+    auto = cfg.epochs is None
+    epochs = auto_epochs(steps_per_epoch * cfg.batch_size) if auto else int(cfg.epochs or 1)
     start_epoch = int(ckpt["epoch"]) if ckpt else 0
-    target_epoch = start_epoch + cfg.epochs
+    target_epoch = start_epoch + epochs
     total_steps = target_epoch * steps_per_epoch
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else min(300, max(1, total_steps // 10))
+    # a fixed number of epochs: cosine decay over all of them; automatic: the
+    # peak rate until the held-out score stops rising, then a short decay
+    schedule = Schedule(warmup, total_steps, stable=auto)
 
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(warmup, total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     state = TrainState(net, optimizer, scheduler, built, list(category_ids), cfg)
     state.epoch, state.target_epoch, state.score_on = start_epoch, target_epoch, score_on
-    state.steps_total = cfg.epochs * steps_per_epoch
+    state.steps_per_epoch, state.schedule = steps_per_epoch, schedule
+    state.steps_total = epochs * steps_per_epoch
+    state.box_size = float(np.percentile(sides, 95))
     if ckpt:
         optimizer.load_state_dict(ckpt["optimizer_state"])
         for group in optimizer.param_groups:  # a new lr or schedule length applies from now on
             group["initial_lr"] = cfg.lr
         scheduler.load_state_dict(ckpt["scheduler_state"])
         scheduler.base_lrs = [cfg.lr for _ in optimizer.param_groups]
-        scheduler.lr_lambdas = [_schedule(warmup, total_steps) for _ in optimizer.param_groups]
+        scheduler.lr_lambdas = [schedule for _ in optimizer.param_groups]
         state.global_step = int(ckpt.get("global_step", 0))
         state.best_score = float(ckpt.get("best_score", -1.0))
         state.history = list(ckpt.get("history") or [])
@@ -300,7 +393,9 @@ def train_detector(
         ProgressCallback(job),
         CheckpointCallback(run_dir),
     ]
-    if cfg.patience:
+    if auto:
+        hooks.append(PlateauCooldown(cfg.patience or max(AUTO_MIN_PATIENCE, epochs // 6)))
+    elif cfg.patience:
         hooks.append(EarlyStopping(cfg.patience))
     cb = CallbackList([*hooks, *callbacks])
     autocast = amp_dtype(dev) if cfg.amp in (None, True) else None
@@ -313,7 +408,8 @@ def train_detector(
     cb.on_train_start(state)
     started = time.perf_counter()
     try:
-        for epoch in range(start_epoch, target_epoch):
+        epoch = start_epoch
+        while epoch < state.target_epoch:  # a plateau may bring the end closer
             if stopping():
                 break
             t0 = time.perf_counter()
@@ -401,6 +497,7 @@ def train_detector(
             }
             state.history.append(row)
             cb.on_epoch_end(state, row)
+            epoch += 1
         if job.should_stop:
             status = "stopped"
     except BaseException as exc:
@@ -417,6 +514,7 @@ def train_detector(
         run_dir / "last.pt" if (run_dir / "last.pt").exists() else None,
         run_dir / "best.pt" if (run_dir / "best.pt").exists() else None,
         state.early_stopped,
+        state.target_epoch,
     )
 
 

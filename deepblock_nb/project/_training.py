@@ -41,6 +41,7 @@ class TrainingMixin:
         device: str = "auto",
         resume: bool | int = False,
         weights: str | Path | None = None,
+        download: bool | None = None,
         **options: Any,
     ) -> Job:
         """Train a detector on the train split's tiles in the background.
@@ -51,17 +52,19 @@ class TrainingMixin:
         one batch, keeping a resumable ``last.pt``), ``job.wait()``. ``job.result``
         is the run id. A train asked for while another job runs waits its turn.
 
-        The training score is mAP@0.5 on held-out tiles, measured each epoch: the
-        evaluate split when it has boxes, else a fixed part of the training tiles
-        (the history's ``score_on`` column says which).
+        The training score is mAP@0.5 measured each epoch on a fixed held-out part
+        of the labelled train images (whole images; the history's ``score_on``
+        column says what), and ``best.pt`` is the best epoch there. The evaluate
+        split is never read while training: Evaluate alone scores on it.
 
-        How many epochs: about 15 with ~1000 boxes per category; more (30-50) with
-        a few hundred boxes; fewer (5-10) with many thousands. When the score stops
-        rising, label more boxes rather than train longer.
+        How many epochs: by default the trainer decides (at most about 15 with
+        ~1000 boxes per category, more for few labels, ending with a short decay
+        once the held-out score stops rising). When the score stops rising, label
+        more boxes rather than train longer.
 
         Args:
-            epochs: epochs to run (default 15; with ``resume``, the rest of the
-                planned epochs, or this many more).
+            epochs: epochs to run; None (default) lets the trainer decide; with
+                ``resume``, the rest of the planned epochs, or this many more.
             model: ``"auto"`` (the small preset on a CPU), a preset name (see
                 ``deepblock_nb.ml.models.list_presets()``) or a torch detection module.
             batch_size, lr: None takes the preset's defaults.
@@ -69,6 +72,7 @@ class TrainingMixin:
             resume: True continues the newest run from its ``last.pt``; a run id
                 continues that run.
             weights: a local weights file to start from (detector or backbone).
+            download: fetch missing pretrained weights (None: on unless ``DEEPBLOCK_DOWNLOAD_WEIGHTS=0``).
             **options: more settings of :class:`deepblock_nb.ml.train.TrainConfig`
                 (``tile_size``, ``patience``, ``augment``, ``empty_rate``, ``holdout``,
                 ``num_workers``, ``seed``, ...).
@@ -91,7 +95,7 @@ class TrainingMixin:
 
             resolve_preset_name(model)  # an unknown name fails here, not in the thread
         run_id, resume_from = self._plan_run(resume)
-        cfg = TrainConfig(epochs=int(epochs or 15), batch_size=batch_size, lr=lr, **options)
+        cfg = TrainConfig(epochs=None if epochs is None else int(epochs), batch_size=batch_size, lr=lr, **options)
         config = {**cfg.to_dict(), "device": device, "weights": None if weights is None else str(weights)}
         if run_id is None:
             name = model if isinstance(model, str) else "custom"
@@ -108,7 +112,7 @@ class TrainingMixin:
         def work(job: Job) -> None:
             if resume_from is not None:
                 cfg.epochs = self._epochs_to_resume(run_id, more)
-            self._train_work(job, run_id, cfg, model, weights, device, resume_from)
+            self._train_work(job, run_id, cfg, model, weights, device, resume_from, download)
 
         job = self._jobs.submit("train", work, description=f"train run {run_id}")
         job.result = run_id
@@ -201,6 +205,7 @@ class TrainingMixin:
         weights: str | Path | None,
         device: str,
         resume_from: Path | None,
+        download: bool | None = None,
     ) -> None:
         from deepblock_nb.ml.train import train_detector
 
@@ -211,7 +216,6 @@ class TrainingMixin:
             category_ids = self._categories_ids()
             # a snapshot: boxes added while training are used by the next run
             train_items = self._tile_items("train", category_ids)
-            eval_items = self._tile_items("evaluate", category_ids)
             job.set_progress(0.0, f"run {run_id}: {len(train_items)} training tiles")
             result = train_detector(
                 job,
@@ -221,13 +225,18 @@ class TrainingMixin:
                 config=cfg,
                 model=model,
                 weights=weights,
-                eval_items=eval_items,
                 device=device,
                 resume_from=resume_from,
                 history_sink=lambda rows: self._store_history(run_id, rows),
                 cache_dir=self.path / "cache",
+                download=download,
             )
             status = result.status
+            if cfg.epochs is None:  # the trainer chose: a resume continues its plan
+                run = self._db.run(run_id) or {}
+                self._db.update_run(
+                    run_id, config={**dict(run.get("config") or {}), "target_epochs": result.target_epoch}
+                )
             self._db.update_run(
                 run_id,
                 status=status,

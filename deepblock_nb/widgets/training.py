@@ -76,8 +76,14 @@ class TrainingPanel(JobPanel):
         self._subs = Subscriptions()
         self._throttle = Throttle(self._refresh, interval)
 
+        # 0: the trainer decides (ends once the held-out score stops rising)
         self.epochs = W.BoundedIntText(
-            value=15, min=1, max=10_000, description="epochs", layout=W.Layout(width="160px")
+            value=0,
+            min=0,
+            max=10_000,
+            description="epochs",
+            tooltip="0 = automatic: trains until the held-out score stops rising",
+            layout=W.Layout(width="160px"),
         )
         self.model = W.Dropdown(
             options=list(MODEL_PRESETS), value="auto", description="model", layout=W.Layout(width="280px")
@@ -147,7 +153,10 @@ class TrainingPanel(JobPanel):
     def start(self, resume: bool = False) -> Any:
         """Start (or resume) training in the background with the chosen settings; returns the job."""
         job = self.project.train(
-            epochs=int(self.epochs.value), model=self.model.value, device=self.device.value, resume=resume
+            epochs=int(self.epochs.value) or None,
+            model=self.model.value,
+            device=self.device.value,
+            resume=resume,
         )
         self.attach(job)
         return job

@@ -59,13 +59,13 @@ def test_short_training_loss_falls(shapes_dir: list[Any], tmp_path: Path) -> Non
     job = StandIn()
     cfg = TrainConfig(epochs=4, **{**FAST, "batch_size": 4})
     result = train_detector(
-        job, _items(shapes_dir[:8], grid=2), [1, 2], tmp_path / "run", config=cfg, model="small"
+        job, _items(shapes_dir[:16], grid=2), [1, 2], tmp_path / "run", config=cfg, model="small"
     )
     epochs = job.epochs()
     assert result.status == "finished" and [r["epoch"] for r in epochs] == [1, 2, 3, 4]
     assert epochs[-1]["loss"] < 0.9 * epochs[0]["loss"], [r["loss"] for r in epochs]
     assert all(0.0 <= r["score"] <= 1.0 and r["seconds"] > 0 for r in epochs)
-    assert epochs[0]["score_on"].startswith("held-out training tiles")
+    assert epochs[0]["score_on"].startswith("held-out training images (2 of 16")
     steps = [r for r in job.rows if r["kind"] == "step"]
     assert {"loss", "lr", "epoch", "step", "seconds"} <= set(steps[0])
     assert any(k.startswith("loss_") for k in steps[0])
@@ -193,21 +193,63 @@ def test_errors_before_training(shapes_dir: list[Any], tmp_path: Path) -> None:
         train_detector(job, empty, [1], tmp_path, config=TrainConfig(epochs=1, **FAST))
 
 
-def test_early_stopping_and_evaluate_split(shapes_dir: list[Any], tmp_path: Path) -> None:
+def test_early_stopping_on_held_out_images(shapes_dir: list[Any], tmp_path: Path) -> None:
     job = StandIn()
     cfg = TrainConfig(epochs=6, lr=1e-9, patience=1, **FAST)
     t = time.perf_counter()
     result = train_detector(
-        job,
-        _items(shapes_dir[:4]),
-        [1, 2],
-        tmp_path / "r",
-        config=cfg,
-        model="small",
-        eval_items=_items(shapes_dir[4:6]),
-        device="cpu",
+        job, _items(shapes_dir[:8]), [1, 2], tmp_path / "r", config=cfg, model="small", device="cpu"
     )
     assert result.early_stopped and result.status == "finished" and result.epochs_done < 6
-    assert job.epochs()[0]["score_on"] == "evaluate split (2 tiles)"
+    assert job.epochs()[0]["score_on"] == "held-out training images (1 of 8, 1 tiles)"
     assert time.perf_counter() - t < 60
     assert torch.get_num_threads() == 2
+
+
+def test_schedule_fixed_is_cosine_and_stable_holds_until_told() -> None:
+    from deepblock_nb.ml.train import Schedule
+
+    fixed = Schedule(10, 100)
+    assert fixed(0) < 0.01 and fixed(10) == pytest.approx(1.0) and fixed(100) == pytest.approx(0.05)
+    assert fixed(40) < 1.0  # decaying from the end of the warm-up
+    stable = Schedule(10, 100, stable=True)
+    assert stable(50) == 1.0 and stable(79) == 1.0 and stable(100) == pytest.approx(0.05)
+    stable.end_at(30, 40)  # a plateau at step 30: decay over 10 steps
+    assert stable(29) == 1.0 and 0.05 < stable(35) < 1.0 and stable(40) == pytest.approx(0.05)
+    early = Schedule(10, 100, stable=True)
+    early.end_at(5, 15)  # a plateau still in the warm-up: decay from where the rate is
+    assert early(5) == pytest.approx(0.001 + 0.999 * 0.5) and early(10) < early(5)
+    assert early(15) == pytest.approx(0.05)
+
+
+def test_auto_epochs_bounds() -> None:
+    from deepblock_nb.ml.train import AUTO_MAX_EPOCHS, AUTO_MIN_EPOCHS, auto_epochs
+
+    assert auto_epochs(1) == AUTO_MAX_EPOCHS and auto_epochs(10**6) == AUTO_MIN_EPOCHS
+    assert auto_epochs(333) == 15  # ~1000 boxes per category in a few hundred tiles
+    assert auto_epochs(0) == AUTO_MAX_EPOCHS
+
+
+def test_automatic_epochs_end_with_a_decay_after_a_plateau(shapes_dir: list[Any], tmp_path: Path) -> None:
+    """No epochs given: a flat held-out score (lr ~ 0) ends the run long before its
+    cap, after a short decay of the rate; the run records what it chose."""
+    job = StandIn()
+    cfg = TrainConfig(lr=1e-9, patience=2, **FAST)
+    result = train_detector(
+        job, _items(shapes_dir[:8]), [1, 2], tmp_path / "r", config=cfg, model="small", device="cpu"
+    )
+    epochs = job.epochs()
+    assert result.status == "finished" and result.early_stopped
+    # flat (batch-norm statistics still move it a little): patience 2, then a decay of
+    # at least 2 epochs, far below the cap of 100 epochs
+    assert result.epochs_done == result.target_epoch == len(epochs) and 5 <= len(epochs) <= 20
+    steps = [r for r in job.rows if r["kind"] == "step"]
+    lrs = [r["lr"] for r in steps]
+    top = lrs.index(max(lrs))
+    assert top < len(lrs) - 1 and lrs[-1] < max(lrs)  # the last epochs decayed
+    assert job.progress[-1][0] == 1.0
+    ckpt = load_checkpoint(tmp_path / "r" / "last.pt")
+    assert ckpt["config"]["epochs"] is None and ckpt["box_size"] > 0
+    assert ckpt["preset_options"]["input_scale"] > 0 and len(ckpt["preset_options"]["anchor_sizes"]) == 7
+    loaded = load_for_inference(tmp_path / "r" / "best.pt", "cpu")  # the same network rebuilt
+    assert type(loaded.model.transform).__name__ == "ScaleTransform"

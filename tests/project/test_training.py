@@ -35,6 +35,29 @@ def shapes_project(tmp_path: Path):  # type: ignore[no-untyped-def]
     project.close()
 
 
+def test_training_never_reads_the_evaluate_split(shapes_project: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Evaluate alone scores on the evaluate split: training, its per-epoch score and
+    the choice of best.pt read only train images (every pixel passes through open_image)."""
+    import deepblock_nb.io.images as images_mod
+
+    project = shapes_project
+    opened: list[Path] = []
+    real = images_mod.open_image
+
+    def spy(path: Any, *args: Any, **kwargs: Any) -> Any:
+        opened.append(Path(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(images_mod, "open_image", spy)
+    job = project.train(epochs=2, model="small", **FAST).wait(300)
+    assert job.status is JobStatus.FINISHED, job.error
+    evaluate = {Path(r.path) for r in project.images(split="evaluate")}
+    train = {Path(r.path) for r in project.images(split="train")}
+    assert evaluate and opened and set(opened) <= train and not set(opened) & evaluate
+    epochs = job.history.query("kind == 'epoch'")
+    assert all(s.startswith("held-out training images") for s in epochs["score_on"])
+
+
 def test_train_resume_and_runs(shapes_project: Any) -> None:
     project = shapes_project
     job = project.train(epochs=2, model="small", **FAST)
@@ -45,7 +68,8 @@ def test_train_resume_and_runs(shapes_project: Any) -> None:
     run_id = job.result
     epochs = job.history.query("kind == 'epoch'")
     assert epochs["epoch"].tolist() == [1, 2]
-    assert set(epochs["score_on"]) == {"evaluate split (1 tiles)"}
+    (score_on,) = set(epochs["score_on"])
+    assert score_on.startswith("held-out training images (1 of 7")
     ckpt = load_checkpoint(project.run_dir(run_id) / "best.pt")
     assert ckpt["category_ids"] == [c.id for c in project.categories]
     assert load_for_inference(project.run_dir(run_id) / "last.pt", "cpu").tile_size == 64
