@@ -13,8 +13,6 @@ COCO objects already built, building them is reported apart).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import sys
 import time
 from pathlib import Path
@@ -23,6 +21,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from _coco import run_cocoapi
 
 from deepblock_nb.core.detections import Detections
 from deepblock_nb.metrics import evaluate
@@ -83,33 +83,6 @@ def coco_dicts(
         "categories": [{"id": c, "name": str(c)} for c in cat_ids],
     }
     return dataset, res
-
-
-def run_cocoapi(
-    module: str, dataset: dict[str, Any], res: list[dict[str, Any]]
-) -> tuple[np.ndarray, float, float]:
-    """(stats, seconds to build the COCO objects, seconds to evaluate) with pycocotools or faster-coco-eval."""
-    import copy
-
-    if module == "pycocotools":
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
-    else:
-        from faster_coco_eval import COCO
-        from faster_coco_eval import COCOeval_faster as COCOeval
-    with contextlib.redirect_stdout(io.StringIO()):
-        t0 = time.perf_counter()
-        gt = COCO()
-        gt.dataset = copy.deepcopy(dataset)
-        gt.createIndex()
-        dt = gt.loadRes(copy.deepcopy(res))
-        t1 = time.perf_counter()
-        ev = COCOeval(gt, dt, "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-        t2 = time.perf_counter()
-    return np.asarray(ev.stats[:12], float), t1 - t0, t2 - t1
 
 
 def main() -> None:

@@ -142,7 +142,7 @@ def run_ours(path: Path, device: str, with_pure: bool) -> dict[str, Any]:
     import torch
 
     from deepblock_nb.io.images import open_image
-    from deepblock_nb.ml.predict import auto_windows, default_batch_size, predict_image
+    from deepblock_nb.ml.predict import default_batch_size, plan_tiles, predict_image
     from deepblock_nb.project._prediction import STREAM_CACHE_BYTES
 
     loaded = make_model(device)
@@ -163,8 +163,9 @@ def run_ours(path: Path, device: str, with_pure: bool) -> dict[str, Any]:
             }
             if not with_pure:
                 return out
-            # same tiles, already decoded in memory: the bare batched model
-            windows = auto_windows((src.width, src.height), TILE)
+            # the same windows (tiles with their context), already decoded in memory:
+            # the bare batched model
+            windows = plan_tiles((src.width, src.height), loaded).windows
             tiles = [
                 torch.from_numpy(src.read_region(*map(int, w))).permute(2, 0, 1).contiguous() for w in windows
             ]
