@@ -1,4 +1,4 @@
-"""The training score: mAP@0.5 of a model on held-out tiles, in one place."""
+"""The training score: COCO mAP of a model on held-out tiles, in one place."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from deepblock_nb.core.detections import Detections
 from deepblock_nb.ml._loader import ThreadLoader
 from deepblock_nb.ml.data import TileDataset, collate
 
-__all__ = ["map50", "score_model"]
+__all__ = ["coco_map", "score_model"]
 
 
-def map50(ground_truth: Sequence[Detections], predictions: Sequence[Detections]) -> float:
-    """COCO mAP at IoU 0.5 over images (lists aligned by image)."""
+def coco_map(ground_truth: Sequence[Detections], predictions: Sequence[Detections]) -> tuple[float, float]:
+    """COCO ``(mAP@0.5, mAP@[.5:.95])`` over images (lists aligned by image); -1 without ground truth."""
     from deepblock_nb.core.metrics import evaluate
 
-    return float(evaluate(list(ground_truth), list(predictions)).map50)
+    report = evaluate(list(ground_truth), list(predictions))
+    return float(report.map50), float(report.map)
 
 
 @torch.no_grad()
@@ -31,11 +32,11 @@ def score_model(
     num_workers: int = 2,
     should_stop: Callable[[], bool] = lambda: False,
     autocast_dtype: torch.dtype | None = None,
-) -> float | None:
-    """mAP@0.5 of ``model`` on every tile of ``dataset`` (no augmentation).
+) -> tuple[float, float] | None:
+    """``(mAP@0.5, mAP@[.5:.95])`` of ``model`` on every tile of ``dataset`` (no augmentation).
 
-    Boxes are compared in the frame of the resized tile. Returns None when a
-    stop was requested before the end.
+    Boxes are compared in the frame of the tile as the dataset gives it. Returns
+    None when a stop was requested before the end.
     """
     was_training = model.training
     model.eval()
@@ -59,4 +60,4 @@ def score_model(
                 )
     finally:
         model.train(was_training)
-    return map50(gts, preds)
+    return coco_map(gts, preds)

@@ -182,7 +182,7 @@ class EarlyStopping(Callback):
         self._waited = 0
 
     def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
-        score = row.get("score")
+        score = row.get("select", row.get("score"))
         if score is None or not math.isfinite(score):
             return
         if score > self._best + self.min_delta:
@@ -199,26 +199,31 @@ class PlateauCooldown(Callback):
     for ``patience`` epochs, decay the learning rate over a few last epochs and end.
 
     The decay gets a fifth of the epochs done so far (at least ``min_cooldown``),
-    never past the planned end; ``best.pt`` still keeps the best epoch.
+    never past the planned end; ``best.pt`` still keeps the best epoch. No plateau
+    is called before epoch ``min_epochs``. The score is the row's ``select`` (see
+    :func:`~deepblock_nb.ml.train.selection_score`), else its ``score``.
     """
 
-    def __init__(self, patience: int = 5, min_delta: float = 0.002, min_cooldown: int = 2) -> None:
+    def __init__(
+        self, patience: int = 5, min_delta: float = 0.002, min_cooldown: int = 2, min_epochs: int = 0
+    ) -> None:
         self.patience = patience
         self.min_delta = min_delta
         self.min_cooldown = min_cooldown
+        self.min_epochs = min_epochs
         self._best = -math.inf
         self._waited = 0
         self._cooling = False
 
     def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
-        score = row.get("score")
+        score = row.get("select", row.get("score"))
         if self._cooling or score is None or not math.isfinite(score):
             return
         if score > self._best + self.min_delta:
             self._best, self._waited = score, 0
             return
         self._waited += 1
-        if self._waited >= self.patience:
+        if self._waited >= self.patience and state.epoch >= self.min_epochs:
             self._cooling = True
             state.early_stopped = True
             state.end_in(max(self.min_cooldown, round(0.2 * state.epoch)))

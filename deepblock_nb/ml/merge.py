@@ -246,15 +246,9 @@ def greedy_nmm(
     i, j = i[hit], j[hit]
     if len(i) == 0:
         return det
-    # adjacency lists (CSR) over both directions
-    a = np.concatenate([i, j])
-    b = np.concatenate([j, i])
-    order = np.argsort(a, kind="stable")
-    a, b = a[order], b[order]
-    ptr = np.searchsorted(a, np.arange(n + 1))
+    nodes, b, ptr = _adjacency(n, i, j)
     xyxy = det.xyxy.copy()
     absorbed = np.zeros(n, bool)
-    nodes = np.unique(a)
     for k in nodes[np.argsort(-det.confidence[nodes], kind="stable")]:
         if absorbed[k]:
             continue
@@ -266,6 +260,20 @@ def greedy_nmm(
             xyxy[k, 2:] = np.maximum(xyxy[k, 2:], det.xyxy[partners, 2:].max(axis=0))
     out = Detections(xyxy, det.class_id, det.confidence, det.ids)
     return out[~absorbed]
+
+
+def _adjacency(n: int, i: IntArray, j: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+    """Adjacency lists (CSR) of the undirected graph with edges ``(i, j)`` over ``n`` nodes.
+
+    Returns:
+        ``nodes`` (the nodes with an edge), ``neighbours`` and ``ptr``: the
+        neighbours of node ``k`` are ``neighbours[ptr[k] : ptr[k + 1]]``.
+    """
+    a = np.concatenate([i, j])
+    b = np.concatenate([j, i])
+    order = np.argsort(a, kind="stable")
+    a, b = a[order], b[order]
+    return np.unique(a), b, np.searchsorted(a, np.arange(n + 1))
 
 
 def _components(n: int, i: IntArray, j: IntArray) -> IntArray:
@@ -552,12 +560,7 @@ def _nms_between(det: Detections, origin: IntArray, iou_threshold: float) -> Boo
     alive = np.ones(len(det), bool)
     if len(i) == 0:
         return alive
-    a = np.concatenate([i, j])
-    b = np.concatenate([j, i])
-    order = np.argsort(a, kind="stable")
-    a, b = a[order], b[order]
-    ptr = np.searchsorted(a, np.arange(len(det) + 1))
-    nodes = np.unique(a)
+    nodes, b, ptr = _adjacency(len(det), i, j)
     for k in nodes[np.argsort(-conf[nodes], kind="stable")]:
         if alive[k]:
             alive[b[ptr[k] : ptr[k + 1]]] = False

@@ -188,7 +188,7 @@ class TrainingMixin:
         self._db.add_history(run_id, rows)
         epochs = [r for r in rows if r.get("kind") == "epoch"]
         if epochs:
-            best = max((r for r in epochs if r.get("best")), key=lambda r: r["score"], default=None)
+            best = next((r for r in reversed(epochs) if r.get("best")), None)  # the newest best
             self._db.update_run(
                 run_id,
                 epochs_done=int(epochs[-1]["epoch"]),
