@@ -200,14 +200,23 @@ class PlateauCooldown(Callback):
 
     The decay gets a fifth of the epochs done so far (at least ``min_cooldown``),
     never past the planned end; ``best.pt`` still keeps the best epoch. No plateau
-    is called before epoch ``min_epochs``. The score is the row's ``select`` (see
-    :func:`~deepblock_nb.ml.train.selection_score`), else its ``score``.
+    is called before epoch ``min_epochs``, nor while the best score is below
+    ``floor``: a model that has learnt nothing yet (from scratch the score stays
+    flat for a few hundred steps) trains on to the planned end. The score is the
+    row's ``select`` (see :func:`~deepblock_nb.ml.train.selection_score`), else
+    its ``score``.
     """
 
     def __init__(
-        self, patience: int = 5, min_delta: float = 0.002, min_cooldown: int = 2, min_epochs: int = 0
+        self,
+        patience: int = 5,
+        min_delta: float = 0.002,
+        min_cooldown: int = 2,
+        min_epochs: int = 0,
+        floor: float = 0.05,
     ) -> None:
         self.patience = patience
+        self.floor = floor
         self.min_delta = min_delta
         self.min_cooldown = min_cooldown
         self.min_epochs = min_epochs
@@ -223,7 +232,7 @@ class PlateauCooldown(Callback):
             self._best, self._waited = score, 0
             return
         self._waited += 1
-        if self._waited >= self.patience and state.epoch >= self.min_epochs:
+        if self._waited >= self.patience and state.epoch >= self.min_epochs and self._best >= self.floor:
             self._cooling = True
             state.early_stopped = True
             state.end_in(max(self.min_cooldown, round(0.2 * state.epoch)))
