@@ -81,9 +81,10 @@ class TrainingPanel(JobPanel):
             value=0,
             min=0,
             max=10_000,
-            description="epochs",
+            description="epochs (0 = auto)",
             tooltip="0 = automatic: trains until the held-out score stops rising",
-            layout=W.Layout(width="160px"),
+            style={"description_width": "initial"},
+            layout=W.Layout(width="200px"),
         )
         self.model = W.Dropdown(
             options=list(MODEL_PRESETS), value="auto", description="model", layout=W.Layout(width="280px")
