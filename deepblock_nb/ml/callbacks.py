@@ -173,28 +173,42 @@ class CheckpointCallback(Callback):
 
 
 class EarlyStopping(Callback):
-    """Ends training when the score has not improved by ``min_delta`` for ``patience`` epochs."""
+    """Ends training when the score has not improved by ``min_delta`` for ``patience`` epochs.
+
+    The score is the epoch row's ``select`` (see
+    :func:`~deepblock_nb.ml.train.selection_score`), else its ``score``.
+    Subclasses change what a plateau does (:meth:`_on_plateau`) and when one may
+    be called (:meth:`_may_end`).
+    """
 
     def __init__(self, patience: int = 5, min_delta: float = 0.0) -> None:
         self.patience = patience
         self.min_delta = min_delta
         self._best = -math.inf
         self._waited = 0
+        self._done = False
 
     def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
         score = row.get("select", row.get("score"))
-        if score is None or not math.isfinite(score):
+        if self._done or score is None or not math.isfinite(score):
             return
         if score > self._best + self.min_delta:
             self._best, self._waited = score, 0
             return
         self._waited += 1
-        if self._waited >= self.patience:
+        if self._waited >= self.patience and self._may_end(state):
+            self._done = True
             state.early_stopped = True
-            state.request_stop()
+            self._on_plateau(state)
+
+    def _may_end(self, state: TrainState) -> bool:
+        return True
+
+    def _on_plateau(self, state: TrainState) -> None:
+        state.request_stop()
 
 
-class PlateauCooldown(Callback):
+class PlateauCooldown(EarlyStopping):
     """Automatic epochs: when the held-out score has not improved by ``min_delta``
     for ``patience`` epochs, decay the learning rate over a few last epochs and end.
 
@@ -202,9 +216,7 @@ class PlateauCooldown(Callback):
     never past the planned end; ``best.pt`` still keeps the best epoch. No plateau
     is called before epoch ``min_epochs``, nor while the best score is below
     ``floor``: a model that has learnt nothing yet (from scratch the score stays
-    flat for a few hundred steps) trains on to the planned end. The score is the
-    row's ``select`` (see :func:`~deepblock_nb.ml.train.selection_score`), else
-    its ``score``.
+    flat for a few hundred steps) trains on to the planned end.
     """
 
     def __init__(
@@ -215,26 +227,18 @@ class PlateauCooldown(Callback):
         min_epochs: int = 0,
         floor: float = 0.05,
     ) -> None:
-        self.patience = patience
-        self.floor = floor
-        self.min_delta = min_delta
+        super().__init__(patience, min_delta)
         self.min_cooldown = min_cooldown
         self.min_epochs = min_epochs
-        self._best = -math.inf
-        self._waited = 0
-        self._cooling = False
+        self.floor = floor
 
-    def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
-        score = row.get("select", row.get("score"))
-        if self._cooling or score is None or not math.isfinite(score):
-            return
-        if score > self._best + self.min_delta:
-            self._best, self._waited = score, 0
-            return
-        self._waited += 1
-        if self._waited >= self.patience and state.epoch >= self.min_epochs and self._best >= self.floor:
-            self._cooling = True
-            state.early_stopped = True
-            state.end_in(max(self.min_cooldown, round(0.2 * state.epoch)))
-            log.info("held-out score flat for %d epochs: final decay, ending at epoch %d",
-                     self.patience, state.target_epoch)
+    def _may_end(self, state: TrainState) -> bool:
+        return state.epoch >= self.min_epochs and self._best >= self.floor
+
+    def _on_plateau(self, state: TrainState) -> None:
+        state.end_in(max(self.min_cooldown, round(0.2 * state.epoch)))
+        log.info(
+            "held-out score flat for %d epochs: final decay, ending at epoch %d",
+            self.patience,
+            state.target_epoch,
+        )
