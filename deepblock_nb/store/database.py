@@ -10,32 +10,49 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from deepblock_nb.core.detections import Detections
 from deepblock_nb.errors import ProjectError
 from deepblock_nb.store.schema import MIGRATIONS, SCHEMA_VERSION, SCHEMA_VERSION_KEY
 
 __all__ = ["Database"]
 
+log = logging.getLogger(__name__)
+
 BUSY_TIMEOUT_MS = 60_000
 
 
+class _Connection:
+    """One thread's connection; closed when the thread's local storage is dropped."""
+
+    def __init__(self, cx: sqlite3.Connection, forget: Callable[[int], None]) -> None:
+        self.cx = cx
+        self._forget = forget
+
+    def __del__(self) -> None:
+        self._forget(id(self))
+        with contextlib.suppress(Exception):
+            self.cx.close()
+
+
 class Database:
-    """The project database. Safe to share between threads."""
+    """The project database. Safe to share between threads.
+
+    Each thread gets its own connection, closed when that thread ends (or by
+    :meth:`close`). Rows come back as :class:`sqlite3.Row`: columns by name.
+    """
 
     def __init__(self, path: Path, *, create: bool = False) -> None:
         self.path = Path(path)
         self._local = threading.local()
         self._write_lock = threading.RLock()
-        self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
+        self._open: dict[int, tuple[threading.Thread, sqlite3.Connection]] = {}
+        self._open_lock = threading.RLock()  # reentrant: a connection's __del__ may run inside
         self._closed = False
         if not create and not self.path.is_file():
             raise ProjectError(f"{self.path}: no project database here")
@@ -48,11 +65,12 @@ class Database:
                 "Restore it from a backup, or create a new project."
             ) from exc
 
-    # -- connections and transactions ---------------------------------------
+    # -- connections ----------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         cx = sqlite3.connect(
             self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
         )
+        cx.row_factory = sqlite3.Row
         cx.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         cx.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode: a killed process loses nothing committed; only a power
@@ -66,34 +84,80 @@ class Database:
         """This thread's connection."""
         if self._closed:
             raise ProjectError(f"{self.path}: the project is closed")
-        cx = getattr(self._local, "cx", None)
-        if cx is None:
-            cx = self._connect()
-            self._local.cx = cx
-            with self._write_lock:
-                self._all.append((threading.current_thread(), cx))
-        return cx
+        holder: _Connection | None = getattr(self._local, "holder", None)
+        if holder is None:
+            self._close_ended()
+            holder = _Connection(self._connect(), self._forget)
+            self._local.holder = holder  # dropped, and the connection closed, when the thread ends
+            with self._open_lock:
+                self._open[id(holder)] = (threading.current_thread(), holder.cx)
+        return holder.cx
 
+    def _forget(self, key: int) -> None:
+        with self._open_lock:
+            self._open.pop(key, None)
+
+    def _close_ended(self) -> None:
+        """Close the connections of threads that have ended (their thread-local was not collected yet)."""
+        with self._open_lock:
+            ended = [k for k, (thread, _) in self._open.items() if not thread.is_alive()]
+            gone = [self._open.pop(k)[1] for k in ended]
+        for cx in gone:
+            with contextlib.suppress(Exception):
+                cx.close()
+
+    @property
+    def open_connections(self) -> int:
+        """How many connections are open now (one per live thread that used the database)."""
+        self._close_ended()
+        with self._open_lock:
+            return len(self._open)
+
+    # -- transactions ----------------------------------------------------------
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: all of it commits, or none of it (on any exception)."""
+        """One write transaction: all of it commits, or none of it (on any exception).
+
+        A ``write()`` inside another on the same thread joins the outer one. Work
+        handed to :meth:`after_commit` meanwhile runs once the outermost commits,
+        and is dropped if it rolls back.
+        """
         with self._write_lock:
             cx = self.cx
             if cx.in_transaction:  # nested: join the outer transaction
                 yield cx
                 return
             cx.execute("BEGIN IMMEDIATE")
+            self._local.pending = []
             try:
                 yield cx
             except BaseException:
+                self._local.pending = None
                 cx.execute("ROLLBACK")
                 raise
-            cx.execute("COMMIT")
+            try:
+                cx.execute("COMMIT")
+            finally:
+                pending, self._local.pending = self._local.pending, None
+        for fn in pending:  # outside the write lock: listeners may read or write again
+            try:
+                fn()
+            except Exception:
+                log.exception("after-commit callback %r raised", fn)
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn()`` once this thread's transaction commits; at once outside of one."""
+        pending = getattr(self._local, "pending", None)
+        if pending is None:
+            fn()
+        else:
+            pending.append(fn)
 
     def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
-        cur = self.cx.execute(sql, params)
-        cur.row_factory = sqlite3.Row  # type: ignore[assignment]
-        return cur.fetchall()
+        return self.cx.execute(sql, params).fetchall()
+
+    def one(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
+        return self.cx.execute(sql, params).fetchone()  # type: ignore[no-any-return]
 
     def scalar(self, sql: str, params: Any = ()) -> Any:
         row = self.cx.execute(sql, params).fetchone()
@@ -103,16 +167,16 @@ class Database:
         """Close the connections of this thread and of ended threads; refuse further use.
 
         A connection another live thread may be using right now is not closed under
-        it (that could crash the interpreter): it is released when its thread ends.
+        it (that could crash the interpreter): it is closed when its thread ends.
         """
         self._closed = True
-        with self._write_lock:
-            me = threading.current_thread()
-            for thread, cx in self._all:
-                if thread is me or not thread.is_alive():
-                    with contextlib.suppress(Exception):
-                        cx.close()
-            self._all.clear()
+        me = threading.current_thread()
+        with self._write_lock, self._open_lock:
+            mine = [k for k, (t, _) in self._open.items() if t is me or not t.is_alive()]
+            gone = [self._open.pop(k)[1] for k in mine]
+        for cx in gone:
+            with contextlib.suppress(Exception):
+                cx.close()
 
     def _migrate(self, create: bool) -> None:
         with self.write() as cx:
@@ -150,138 +214,6 @@ class Database:
         with self.write() as cx:
             cx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
-    # -- runs and history -----------------------------------------------------
-    def create_run(self, model: str, config: dict[str, Any]) -> int:
-        with self.write() as cx:
-            cur = cx.execute(
-                "INSERT INTO runs(model, config, status, created) VALUES (?, ?, 'created', ?)",
-                (model, json.dumps(config, default=str), time.time()),
-            )
-            return int(cur.lastrowid)  # type: ignore[arg-type]
-
-    def update_run(
-        self,
-        run_id: int,
-        *,
-        status: str | None = None,
-        config: dict[str, Any] | None = None,
-        best_score: float | None = None,
-        epochs_done: int | None = None,
-        finished: bool = False,
-    ) -> None:
-        sets: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("status", status),
-            ("config", None if config is None else json.dumps(config, default=str)),
-            ("best_score", best_score),
-            ("epochs_done", epochs_done),
-            ("finished", time.time() if finished else None),
-        ):
-            if value is not None:
-                sets.append(f"{column} = ?")
-                params.append(value)
-        if not sets:
-            return
-        with self.write() as cx:
-            cx.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*params, run_id))
-
-    def run(self, run_id: int) -> dict[str, Any] | None:
-        rows = self.query("SELECT * FROM runs WHERE id = ?", (run_id,))
-        return _run_dict(rows[0]) if rows else None
-
-    def runs(self) -> list[dict[str, Any]]:
-        return [_run_dict(r) for r in self.query("SELECT * FROM runs ORDER BY id")]
-
-    def last_run_id(self, status: str | None = "finished") -> int | None:
-        """The newest run, optionally only among runs with this status."""
-        if status is None:
-            return self.scalar("SELECT max(id) FROM runs")
-        return self.scalar("SELECT max(id) FROM runs WHERE status = ?", (status,))
-
-    def add_history(self, run_id: int, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        with self.write() as cx:
-            start = cx.execute(
-                "SELECT coalesce(max(seq), -1) + 1 FROM history WHERE run_id = ?", (run_id,)
-            ).fetchone()[0]
-            cx.executemany(
-                "INSERT INTO history(run_id, seq, row) VALUES (?, ?, ?)",
-                [(run_id, start + i, json.dumps(r, default=_json_default)) for i, r in enumerate(rows)],
-            )
-
-    def history(self, run_id: int) -> list[dict[str, Any]]:
-        rows = self.cx.execute("SELECT row FROM history WHERE run_id = ? ORDER BY seq", (run_id,))
-        return [json.loads(r[0]) for r in rows]
-
-    # -- predictions ----------------------------------------------------------
-    def replace_predictions(self, image_id: int, run_id: int | None, det: Detections) -> None:
-        """Store an image's predictions for a run, replacing earlier ones of that run."""
-        if det.confidence is None:
-            raise ValueError("predictions need confidence scores")
-        rows = [
-            (image_id, run_id, int(c), *map(float, b), float(s))
-            for b, c, s in zip(det.xyxy, det.class_id, det.confidence)
-        ]
-        with self.write() as cx:
-            cx.execute("DELETE FROM predictions WHERE image_id = ? AND run_id IS ?", (image_id, run_id))
-            cx.executemany(
-                "INSERT INTO predictions(image_id, run_id, category_id, x1, y1, x2, y2, score) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-
-    def predictions(self, image_id: int, run_id: int | None = None, min_score: float = 0.0) -> Detections:
-        """An image's stored predictions with ``score >= min_score``.
-
-        ``run_id`` None means the newest run that has predictions for this image.
-        """
-        if run_id is None:
-            run_id = self.scalar(
-                "SELECT run_id FROM predictions WHERE image_id = ? ORDER BY id DESC LIMIT 1", (image_id,)
-            )
-        rows = self.cx.execute(
-            "SELECT id, category_id, x1, y1, x2, y2, score FROM predictions "
-            "WHERE image_id = ? AND run_id IS ? AND score >= ? ORDER BY score DESC, id",
-            (image_id, run_id, float(min_score)),
-        ).fetchall()
-        if not rows:
-            return Detections(np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64))
-        a = np.asarray(rows, dtype=np.float64)
-        return Detections(a[:, 2:6], a[:, 1].astype(np.int64), a[:, 6], a[:, 0].astype(np.int64))
-
-    def prediction_run(self, image_id: int) -> int | None:
-        return self.scalar(
-            "SELECT run_id FROM predictions WHERE image_id = ? ORDER BY id DESC LIMIT 1", (image_id,)
-        )
-
-    def delete_predictions(self, image_id: int | None = None) -> None:
-        with self.write() as cx:
-            if image_id is None:
-                cx.execute("DELETE FROM predictions")
-            else:
-                cx.execute("DELETE FROM predictions WHERE image_id = ?", (image_id,))
-
-    # -- evaluations ----------------------------------------------------------
-    def save_evaluation(self, run_id: int | None, report: dict[str, Any]) -> int:
-        with self.write() as cx:
-            cur = cx.execute(
-                "INSERT INTO evaluations(run_id, created, report) VALUES (?, ?, ?)",
-                (run_id, time.time(), json.dumps(report, default=_json_default)),
-            )
-            return int(cur.lastrowid)  # type: ignore[arg-type]
-
-    def evaluations(self, run_id: int | None = None) -> list[dict[str, Any]]:
-        if run_id is None:
-            rows = self.cx.execute("SELECT id, run_id, created, report FROM evaluations ORDER BY id")
-        else:
-            rows = self.cx.execute(
-                "SELECT id, run_id, created, report FROM evaluations WHERE run_id = ? ORDER BY id",
-                (run_id,),
-            )
-        return [{"id": i, "run_id": r, "created": c, "report": json.loads(rep)} for i, r, c, rep in rows]
-
 
 def _statements(sql: str) -> list[str]:
     parts: list[str] = []
@@ -294,19 +226,3 @@ def _statements(sql: str) -> list[str]:
     if buf.strip():
         parts.append(buf.strip())
     return parts
-
-
-def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
-    d = dict(row)
-    d["config"] = json.loads(d["config"])
-    return d
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot store {type(value).__name__} as JSON")

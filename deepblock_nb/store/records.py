@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from deepblock_nb.core.tiling import tile_windows
+
 __all__ = ["SPLITS", "Category", "Grid", "ImageRecord"]
 
 SPLITS = ("train", "evaluate", "predict")
@@ -76,3 +80,11 @@ class ImageRecord:
     @property
     def image_wh(self) -> tuple[int, int]:
         return (self.width, self.height)
+
+    def windows(self) -> np.ndarray:
+        """``(N, 4)`` int64 windows ``x, y, w, h`` of the image's grid, one whole-image
+        window when it has none: the one tile policy that training, prediction and
+        the Divide view all use."""
+        if self.grid is None:
+            return np.array([[0, 0, self.width, self.height]], np.int64)
+        return tile_windows(self.image_wh, self.grid.rows, self.grid.cols, self.grid.overlap)

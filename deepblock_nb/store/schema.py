@@ -82,6 +82,18 @@ MIGRATIONS: list[str] = [
         report  TEXT NOT NULL            -- JSON
     );
     """,
+    # 1 -> 2: which run's predictions are an image's current ones, stated, not
+    # inferred from the newest row (a re-predict that finds nothing must leave none).
+    """
+    CREATE TABLE current_predictions (
+        image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+        run_id   INTEGER REFERENCES runs(id) ON DELETE CASCADE,
+        updated  REAL NOT NULL
+    );
+    INSERT INTO current_predictions(image_id, run_id, updated)
+        SELECT p.image_id, p.run_id, 0 FROM predictions p
+        WHERE p.id = (SELECT max(q.id) FROM predictions q WHERE q.image_id = p.image_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

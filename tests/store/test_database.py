@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 
 from deepblock_nb.core.detections import Detections
 from deepblock_nb.errors import ProjectError
-from deepblock_nb.store import Database
+from deepblock_nb.store import Database, Predictions, Runs
 from deepblock_nb.store.schema import SCHEMA_VERSION
 
 
@@ -62,7 +63,7 @@ def test_write_rolls_back_on_error(tmp_path: Path) -> None:
     db.close()
 
 
-def test_runs_history_predictions_evaluations(tmp_path: Path) -> None:
+def _db_with_image(tmp_path: Path) -> Database:
     db = Database(tmp_path / "p.db", create=True)
     with db.write() as cx:
         cx.execute("INSERT INTO categories(id, name, color) VALUES (1, 'a', '#000'), (2, 'b', '#fff')")
@@ -70,23 +71,81 @@ def test_runs_history_predictions_evaluations(tmp_path: Path) -> None:
             "INSERT INTO images(id, name, path, copied, hash, size, width, height, format, split, added) "
             "VALUES (1, 'x.png', 'images/x.png', 1, 'h', 1, 10, 10, 'PNG', 'predict', 0)"
         )
-    run = db.create_run("tiny", {"epochs": 2, "lr": 0.01})
-    db.update_run(run, status="finished", best_score=0.5, epochs_done=2, finished=True)
-    r = db.run(run)
+    return db
+
+
+def test_runs_history_predictions_evaluations(tmp_path: Path) -> None:
+    db = _db_with_image(tmp_path)
+    runs, preds = Runs(db), Predictions(db)
+    run = runs.create("tiny", {"epochs": 2, "lr": 0.01})
+    runs.update(run, status="finished", best_score=0.5, epochs_done=2, finished=True)
+    r = runs.get(run)
     assert r is not None and r["status"] == "finished" and r["config"] == {"epochs": 2, "lr": 0.01}
-    assert db.last_run_id() == run
-    db.add_history(run, [{"epoch": 1, "loss": np.float32(0.5)}, {"epoch": 2, "loss": 0.25}])
-    db.add_history(run, [{"epoch": 3, "loss": 0.125}])
-    assert [h["epoch"] for h in db.history(run)] == [1, 2, 3]
+    assert runs.last_id() == run
+    runs.add_history(run, [{"epoch": 1, "loss": np.float32(0.5)}, {"epoch": 2, "loss": 0.25}])
+    runs.add_history(run, [{"epoch": 3, "loss": 0.125}])
+    assert [h["epoch"] for h in runs.history(run)] == [1, 2, 3]
     det = Detections(np.array([[0, 0, 5, 5], [1, 1, 2, 2.5]]), np.array([1, 2]), np.array([0.9, 0.1]))
-    db.replace_predictions(1, run, det)
-    got = db.predictions(1)
+    preds.replace(1, run, det)
+    got = preds.of_image(1)
     assert np.array_equal(got.xyxy, det.xyxy) and np.array_equal(got.confidence, det.confidence)
-    assert len(db.predictions(1, min_score=0.5)) == 1
-    db.replace_predictions(1, run, det[np.array([False, True])])  # replaces, not appends
-    assert len(db.predictions(1)) == 1
-    db.save_evaluation(run, {"map50": 0.75})
-    assert db.evaluations(run)[0]["report"] == {"map50": 0.75}
-    db.delete_predictions()
-    assert len(db.predictions(1)) == 0
+    assert len(preds.of_image(1, min_score=0.5)) == 1
+    preds.replace(1, run, det[np.array([False, True])])  # replaces, not appends
+    assert len(preds.of_image(1)) == 1
+    runs.save_evaluation(run, {"map50": 0.75})
+    assert runs.evaluations(run)[0]["report"] == {"map50": 0.75}
+    preds.clear()
+    assert len(preds.of_image(1)) == 0
     db.close()
+
+
+def test_current_predictions_follow_the_last_store_even_when_empty(tmp_path: Path) -> None:
+    db = _db_with_image(tmp_path)
+    runs, preds = Runs(db), Predictions(db)
+    first, second = runs.create("a", {}), runs.create("b", {})
+    det = Detections(np.array([[0, 0, 5, 5]]), np.array([1]), np.array([0.9]))
+    assert preds.current_run(1) == (False, None) and len(preds.of_image(1)) == 0
+    preds.replace(1, first, det)
+    assert preds.current_run(1) == (True, first) and len(preds.of_image(1)) == 1
+    empty = det[np.zeros(1, bool)]
+    preds.replace(1, second, empty)  # the newer run found nothing: nothing is current
+    assert preds.current_run(1) == (True, second)
+    assert len(preds.of_image(1)) == 0
+    assert len(preds.of_image(1, run_id=first)) == 1  # the older run's boxes stay, not current
+    preds.clear(1)
+    assert preds.current_run(1) == (False, None) and len(preds.of_image(1, run_id=first)) == 0
+    db.close()
+
+
+def test_after_commit_runs_after_the_outer_commit_and_never_after_a_rollback(tmp_path: Path) -> None:
+    db = Database(tmp_path / "p.db", create=True)
+    seen: list[str] = []
+    db.after_commit(lambda: seen.append("outside"))  # no transaction: at once
+    assert seen == ["outside"]
+    with db.write():
+        with db.write():
+            db.after_commit(lambda: seen.append(f"inner {db.scalar('SELECT count(*) FROM categories')}"))
+            db.cx.execute("INSERT INTO categories(name, color) VALUES ('a', '#000')")
+        assert seen == ["outside"]  # not yet: the outer transaction is open
+    assert seen == ["outside", "inner 1"]
+    with pytest.raises(RuntimeError), db.write():
+        db.after_commit(lambda: seen.append("rolled back"))
+        raise RuntimeError("boom")
+    assert seen == ["outside", "inner 1"]
+    db.close()
+
+
+def test_a_thread_connection_is_closed_when_its_thread_ends(tmp_path: Path) -> None:
+    db = Database(tmp_path / "p.db", create=True)
+    assert db.open_connections == 1  # this thread's, from the migration
+
+    def read() -> None:
+        db.scalar("SELECT count(*) FROM categories")
+
+    for _ in range(20):
+        t = threading.Thread(target=read)
+        t.start()
+        t.join()
+    assert db.open_connections == 1
+    db.close()
+    assert db.open_connections == 0
