@@ -58,7 +58,7 @@ def accumulate(
     n_m = len(max_dets)
     precision = -np.ones((n_t, n_r, n_k, n_a, n_m))
     recall = -np.ones((n_t, n_k, n_a, n_m))
-    assert det.score is not None and det.rank is not None
+    assert det.score is not None and det.rank is not None  # detections always carry both
     # one row per detection, columns (area, threshold): gathering rows is cheap
     tp_rows = np.ascontiguousarray(tp.reshape(n_a * n_t, -1).T)  # [D,A*T]
     fp_rows = np.ascontiguousarray(fp.reshape(n_a * n_t, -1).T)

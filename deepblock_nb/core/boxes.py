@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from deepblock_nb.errors import ArgumentError, ArgumentTypeError
+
 __all__ = [
     "box_area",
     "box_ioa",
@@ -31,12 +33,25 @@ BoolArray = npt.NDArray[np.bool_]
 
 
 def _as_boxes(boxes: npt.ArrayLike, name: str = "boxes") -> FloatArray:
-    arr = np.asarray(boxes, dtype=np.float64)
+    try:
+        arr = np.asarray(boxes, dtype=np.float64)
+    except TypeError as exc:
+        raise ArgumentTypeError(f"{name} must be an (N, 4) array of numbers ({exc})") from exc
+    except (ValueError, OverflowError) as exc:  # ragged rows, text that is not a number
+        raise ArgumentError(f"{name} must be an (N, 4) array of numbers ({exc})") from exc
     if arr.size == 0:
         return arr.reshape(0, 4)
     if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f"{name} must have shape (N, 4), got {arr.shape}")
+        raise ArgumentError(f"{name} must have shape (N, 4), got {arr.shape}")
     return arr
+
+
+def _wh(image_wh: Sequence[float]) -> tuple[float, float]:
+    try:
+        w, h = (float(v) for v in image_wh)
+    except (TypeError, ValueError) as exc:
+        raise ArgumentError(f"image_wh must be (width, height) numbers, got {image_wh!r}") from exc
+    return w, h
 
 
 def xywh_to_xyxy(xywh: npt.ArrayLike) -> FloatArray:
@@ -65,7 +80,7 @@ def valid_boxes(xyxy: npt.ArrayLike, image_wh: Sequence[float] | None = None) ->
     b = _as_boxes(xyxy, "xyxy")
     ok = np.isfinite(b).all(axis=1) & (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
     if image_wh is not None:
-        w, h = image_wh
+        w, h = _wh(image_wh)
         ok &= (b[:, 0] >= 0) & (b[:, 1] >= 0) & (b[:, 2] <= w) & (b[:, 3] <= h)
     return ok
 
@@ -73,7 +88,7 @@ def valid_boxes(xyxy: npt.ArrayLike, image_wh: Sequence[float] | None = None) ->
 def clip_boxes(xyxy: npt.ArrayLike, image_wh: Sequence[float]) -> FloatArray:
     """Clip ``(N, 4)`` boxes to ``[0, w] x [0, h]``; returns a new ``(N, 4)`` array."""
     b = _as_boxes(xyxy, "xyxy")
-    w, h = image_wh
+    w, h = _wh(image_wh)
     return np.clip(b, 0.0, np.array([w, h, w, h], dtype=np.float64))
 
 

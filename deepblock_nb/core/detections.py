@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from deepblock_nb.errors import ArgumentError, ArgumentTypeError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -39,11 +41,11 @@ class Detections:
     ids: IntArray | None = None
 
     def __post_init__(self) -> None:
-        xyxy = np.asarray(self.xyxy, dtype=np.float64)
+        xyxy = _as_array(self.xyxy, np.float64, "xyxy")
         if xyxy.size == 0:
             xyxy = xyxy.reshape(0, 4)
         if xyxy.ndim != 2 or xyxy.shape[1] != 4:
-            raise ValueError(f"xyxy must have shape (N, 4), got {xyxy.shape}")
+            raise ArgumentError(f"xyxy must have shape (N, 4), got {xyxy.shape}")
         n = len(xyxy)
         self.xyxy = xyxy
         self.class_id = _column(self.class_id, n, np.int64, "class_id")
@@ -111,7 +113,7 @@ class Detections:
         )
 
     def __iter__(self):  # type: ignore[no-untyped-def]
-        raise TypeError("iterate over Detections through its arrays (xyxy, class_id, ...)")
+        raise ArgumentTypeError("iterate over Detections through its arrays (xyxy, class_id, ...)")
 
     def __repr__(self) -> str:
         extra = "" if self.confidence is None else ", with confidence"
@@ -164,17 +166,30 @@ class Detections:
         return pd.DataFrame(data)
 
 
+def _as_array(values: Any, dtype: type | None, name: str) -> np.ndarray:
+    """``np.asarray`` with numpy's conversion errors (ragged lists, text) turned into ours."""
+    try:
+        arr = np.asarray(values, dtype=dtype)
+    except TypeError as exc:
+        raise ArgumentTypeError(f"{name} must be an array of numbers ({exc})") from exc
+    except (ValueError, OverflowError) as exc:  # ragged rows, text that is not a number
+        raise ArgumentError(f"{name} must be an array of numbers ({exc})") from exc
+    if arr.size and arr.dtype.kind not in "biuf":
+        raise ArgumentTypeError(f"{name} must hold numbers, got an array of {arr.dtype}")
+    return arr
+
+
 def _column(values: Any, n: int, dtype: type, name: str) -> Any:
-    arr = np.asarray(values)
+    arr = _as_array(values, None, name)
     if arr.ndim == 0 and n == 1:
         arr = arr.reshape(1)
     if arr.size == 0 and n == 0:
         return np.zeros(0, dtype)
     if arr.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},), got {arr.shape}")
+        raise ArgumentError(f"{name} must have shape ({n},), got {arr.shape}")
     if dtype is np.int64 and arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise ValueError(f"{name} must hold integers")
+            raise ArgumentError(f"{name} must hold integers")
     return arr.astype(dtype, copy=False)
 
 

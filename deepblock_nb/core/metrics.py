@@ -106,7 +106,7 @@ def evaluate(
     n_images = len(gt_list)
     gt = flatten(g_xyxy, g_cls, g_img, n_images, cat_ids)
     det = flatten(d_xyxy, d_cls, d_img, n_images, cat_ids, score=d_score)
-    assert det.score is not None
+    assert det.score is not None  # flatten was given scores: a type narrowing, not a check
     # settings: every (area range, COCO IoU threshold), then the threshold figures' IoU
     # with nothing ignored
     gt_out = (gt.area[None, :] < AREA_RANGES[:, :1]) | (gt.area[None, :] > AREA_RANGES[:, 1:])  # [A,G]
@@ -191,15 +191,23 @@ def _check(
                 raise EvaluationError(f"{name}[{i}] is a {type(d).__name__}, not a Detections")
             if name == "predictions" and d.confidence is None:
                 raise EvaluationError(f"predictions[{i}] has no confidence; predictions need a score per box")
-    md = tuple(int(m) for m in max_dets)
+    try:
+        md = tuple(int(m) for m in max_dets)
+    except (TypeError, ValueError, OverflowError):  # not a sequence, or not counts
+        md = ()
     if len(md) != 3 or any(m < 1 for m in md) or list(md) != sorted(md):
-        raise EvaluationError(f"max_dets must be three increasing positive counts, got {tuple(max_dets)}")
-    if not 0 < iou_threshold <= 1:
-        raise EvaluationError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+        raise EvaluationError(f"max_dets must be three increasing positive counts, got {max_dets!r}")
+    if not _is_real(iou_threshold) or not 0 < iou_threshold <= 1:
+        raise EvaluationError(f"iou_threshold must be in (0, 1], got {iou_threshold!r}")
     for name, value in (("threshold", threshold), ("at_threshold", at_threshold)):
-        if value is not None and not np.isfinite(value):
-            raise EvaluationError(f"{name} must be a finite number or None, got {value}")
+        if value is not None and not (_is_real(value) and np.isfinite(value)):
+            raise EvaluationError(f"{name} must be a finite number or None, got {value!r}")
     return md
+
+
+def _is_real(value: object) -> bool:
+    """A real number (numpy scalars included); text and ``None`` are not."""
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
 
 
 def _concat(

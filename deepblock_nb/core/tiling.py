@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from deepblock_nb.errors import ArgumentError, ArgumentTypeError, DeepBlockError
+
 __all__ = ["boxes_to_image", "clip_boxes_to_window", "suggest_grid", "tile_windows"]
 
 FloatArray = npt.NDArray[np.float64]
@@ -23,12 +25,48 @@ IntArray = npt.NDArray[np.int64]
 
 
 def _image_wh(image_wh: Sequence[int]) -> tuple[int, int]:
-    if len(image_wh) != 2:
-        raise ValueError(f"image_wh must be (width, height), got {image_wh!r}")
-    w, h = (int(v) for v in image_wh)
+    try:
+        w, h = (_whole(v, "image_wh") for v in image_wh)
+    except (TypeError, ValueError) as exc:  # not iterable, or not two items
+        if isinstance(exc, DeepBlockError):
+            raise
+        raise ArgumentError(f"image_wh must be (width, height), got {image_wh!r}") from exc
     if w < 1 or h < 1:
-        raise ValueError(f"image size must be at least 1 x 1 pixel, got {w} x {h}")
+        raise ArgumentError(f"image size must be at least 1 x 1 pixel, got {w} x {h}")
     return w, h
+
+
+def _whole(value: object, name: str) -> int:
+    """``value`` as an ``int``, refusing text, NaN, infinities and fractions."""
+    if isinstance(value, str | bytes) or value is None:
+        raise ArgumentTypeError(f"{name} must hold whole numbers, got {value!r}")
+    try:
+        out = int(value)  # type: ignore[call-overload]
+        exact = out == value
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ArgumentError(f"{name} must hold whole numbers, got {value!r}") from exc
+    if not exact:
+        raise ArgumentError(f"{name} must hold whole numbers, got {value!r}")
+    return out
+
+
+def _fraction(value: object, name: str) -> float:
+    """``value`` as a ``float``, refusing text (``float("0.1")`` would accept it)."""
+    if isinstance(value, str | bytes):
+        raise ArgumentTypeError(f"{name} must be a number, got {value!r}")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise ArgumentTypeError(f"{name} must be a number, got {value!r}") from exc
+
+
+def _as_boxes(value: npt.ArrayLike, name: str) -> FloatArray:
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except TypeError as exc:
+        raise ArgumentTypeError(f"{name} must be an (N, 4) array of numbers ({exc})") from exc
+    except (ValueError, OverflowError) as exc:  # ragged rows, text that is not a number
+        raise ArgumentError(f"{name} must be an (N, 4) array of numbers ({exc})") from exc
 
 
 def _edges(length: int, n: int) -> IntArray:
@@ -50,13 +88,20 @@ def tile_windows(image_wh: Sequence[int], rows: int, cols: int, overlap: float =
         windows partition the image; with it their union is still the image.
     """
     w, h = _image_wh(image_wh)
-    if int(rows) != rows or int(cols) != cols or rows < 1 or cols < 1:
-        raise ValueError(f"rows and cols must be integers >= 1, got rows={rows!r}, cols={cols!r}")
-    rows, cols = int(rows), int(cols)
+    try:
+        r, c = _whole(rows, "rows"), _whole(cols, "cols")
+    except ArgumentError as exc:
+        raise ArgumentError(f"rows and cols must be integers >= 1, got rows={rows!r}, cols={cols!r}") from exc
+    if r < 1 or c < 1:
+        raise ArgumentError(f"rows and cols must be integers >= 1, got rows={rows!r}, cols={cols!r}")
+    rows, cols = r, c
     if rows > h or cols > w:
-        raise ValueError(f"a {rows} x {cols} grid has tiles under 1 pixel on a {w} x {h} image")
+        raise ArgumentError(f"a {rows} x {cols} grid has tiles under 1 pixel on a {w} x {h} image")
+    overlap = _fraction(overlap, "overlap")
     if not (0.0 <= overlap < 0.5):
-        raise ValueError(f"overlap must satisfy 0 <= overlap < 0.5 (a fraction of a tile), got {overlap!r}")
+        raise ArgumentError(
+            f"overlap must satisfy 0 <= overlap < 0.5 (a fraction of a tile), got {overlap!r}"
+        )
     xe, ye = _edges(w, cols), _edges(h, rows)
     pad_x = round(overlap * w / cols)
     pad_y = round(overlap * h / rows)
@@ -73,17 +118,19 @@ def tile_windows(image_wh: Sequence[int], rows: int, cols: int, overlap: float =
 def suggest_grid(image_wh: Sequence[int], tile_size: int = 1000) -> tuple[int, int]:
     """``(rows, cols)`` giving tiles of about ``tile_size`` pixels (never larger)."""
     w, h = _image_wh(image_wh)
-    if tile_size < 1:
-        raise ValueError(f"tile_size must be >= 1, got {tile_size!r}")
-    return max(1, math.ceil(h / tile_size)), max(1, math.ceil(w / tile_size))
+    size = _fraction(tile_size, "tile_size")
+    if not (1 <= size < math.inf):
+        raise ArgumentError(f"tile_size must be a finite number >= 1, got {tile_size!r}")
+    return max(1, math.ceil(h / size)), max(1, math.ceil(w / size))
 
 
 def _as_window(window: Sequence[float]) -> tuple[float, float, float, float]:
-    if len(window) != 4:
-        raise ValueError(f"window must be (x, y, w, h), got {window!r}")
-    x, y, w, h = (float(v) for v in window)
-    if w <= 0 or h <= 0:
-        raise ValueError(f"window must have a positive size, got {window!r}")
+    try:
+        x, y, w, h = (float(v) for v in window)
+    except (TypeError, ValueError) as exc:  # not iterable, not 4 items, or not numbers
+        raise ArgumentError(f"window must be (x, y, w, h) numbers, got {window!r}") from exc
+    if not (w > 0 and h > 0) or not all(math.isfinite(v) for v in (x, y, w, h)):
+        raise ArgumentError(f"window must be finite with a positive size, got {window!r}")
     return x, y, w, h
 
 
@@ -106,13 +153,14 @@ def clip_boxes_to_window(
         ``(M, 4)`` clipped boxes relative to the window's top-left corner, and
         ``(M,)`` int64 indices of those boxes in ``xyxy``.
     """
+    min_visible = _fraction(min_visible, "min_visible")
     if not (0.0 < min_visible <= 1.0):
-        raise ValueError(f"min_visible must satisfy 0 < min_visible <= 1, got {min_visible!r}")
-    b = np.asarray(xyxy, dtype=np.float64)
+        raise ArgumentError(f"min_visible must satisfy 0 < min_visible <= 1, got {min_visible!r}")
+    b = _as_boxes(xyxy, "xyxy")
     if b.size == 0:
         return np.zeros((0, 4)), np.zeros(0, np.int64)
     if b.ndim != 2 or b.shape[1] != 4:
-        raise ValueError(f"xyxy must have shape (N, 4), got {b.shape}")
+        raise ArgumentError(f"xyxy must have shape (N, 4), got {b.shape}")
     x, y, w, h = _as_window(window)
     lo = np.array([x, y, x, y])
     hi = np.array([x + w, y + h, x + w, y + h])
@@ -128,10 +176,10 @@ def clip_boxes_to_window(
 
 def boxes_to_image(xyxy_tile: npt.ArrayLike, window: Sequence[float]) -> FloatArray:
     """Shift ``(N, 4)`` tile-local boxes by the window's ``(x, y)`` into image pixels."""
-    b = np.asarray(xyxy_tile, dtype=np.float64)
+    b = _as_boxes(xyxy_tile, "xyxy_tile")
     if b.size == 0:
         return np.zeros((0, 4))
     if b.ndim != 2 or b.shape[1] != 4:
-        raise ValueError(f"xyxy_tile must have shape (N, 4), got {b.shape}")
+        raise ArgumentError(f"xyxy_tile must have shape (N, 4), got {b.shape}")
     x, y, _, _ = _as_window(window)
     return b + np.array([x, y, x, y])

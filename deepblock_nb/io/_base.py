@@ -15,7 +15,7 @@ from PIL import Image
 
 from deepblock_nb.errors import DecompressionBombError, WindowError
 
-__all__ = ["ImageInfo", "ImageSource", "WindowError", "check_pixels"]
+__all__ = ["ImageInfo", "ImageSource", "WindowError", "check_pixels", "level_for"]
 
 U8 = npt.NDArray[np.uint8]
 
@@ -50,6 +50,20 @@ class ImageInfo:
     dtype: str
     bands: int
     levels: tuple[tuple[int, int], ...] = field(default=())
+
+
+def level_for(levels: list[tuple[int, int]] | tuple[tuple[int, int], ...], fx: float, fy: float) -> int:
+    """The pyramid level to read for an output reduced ``fx`` times across and ``fy``
+    times down from level 0: the coarsest level that is not coarser than that (it
+    keeps every pixel the output can show, and reads the fewest). Overviews and
+    the reduced reads of prediction both choose through this.
+    """
+    w0, h0 = levels[0]
+    best = 0
+    for i, (lw, lh) in enumerate(levels):
+        if lw * fx >= w0 and lh * fy >= h0:
+            best = i
+    return best
 
 
 def check_pixels(path: Path, width: int, height: int, max_pixels: float | None) -> None:
@@ -115,7 +129,7 @@ class ImageSource:
                 f"{self.path}: window x={x} y={y} w={w} h={h} is not inside level {level} of size {lw} x {lh}"
             )
         out = self._read(level, x, y, w, h)
-        assert out.shape == (h, w, 3) and out.dtype == np.uint8, out.shape
+        assert out.shape == (h, w, 3) and out.dtype == np.uint8, out.shape  # each reader's contract
         return out
 
     def overview(self, max_side: int) -> U8:
@@ -127,10 +141,7 @@ class ImageSource:
         if max_side < 1:
             raise WindowError(f"{self.path}: overview max_side must be >= 1, got {max_side}")
         ow, oh = _fit(self.width, self.height, max_side)
-        level = 0
-        for i, (lw, lh) in enumerate(self.levels):
-            if lw >= ow and lh >= oh:
-                level = i
+        level = level_for(self.levels, self.width / ow, self.height / oh)
         return self._overview_from_level(level, ow, oh)
 
     def _overview_from_level(self, level: int, ow: int, oh: int) -> U8:

@@ -66,7 +66,7 @@ def write_cached(path: Path, rgb: U8) -> U8:
     finally:
         tmp.unlink(missing_ok=True)
     mapped = load_cached(path)
-    if mapped is None:  # pragma: no cover - the file was just written
+    if mapped is None:  # pragma: no cover - we just wrote it: only a failing disk gets here, no input
         raise OSError(f"cannot read back the image cache {path}")
     return mapped
 
@@ -79,5 +79,5 @@ def spill_to_temp(rgb: U8) -> tuple[U8, Path]:
     with path.open("wb") as f:
         np.save(f, rgb, allow_pickle=False)
     mapped = load_cached(path)
-    assert mapped is not None
+    assert mapped is not None  # our own private file, written just above
     return mapped, path

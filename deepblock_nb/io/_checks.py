@@ -42,10 +42,14 @@ def _gif(path: Path, size: int) -> None:
         raise _truncated(path, "the GIF has no trailer byte (0x3B) at its end")
 
 
-def parse_bmp_header(head: bytes) -> dict[str, int]:
-    """Fields of a BMP file header and BITMAPINFOHEADER (or larger) from its first bytes."""
+def parse_bmp_header(head: bytes, path: Path) -> dict[str, int]:
+    """Fields of a BMP file header and BITMAPINFOHEADER (or larger) from its first bytes.
+
+    Raises:
+        ImageReadError: ``head`` is too short or not a BMP header (naming ``path``).
+    """
     if len(head) < 30 or head[:2] != b"BM":
-        raise ValueError("not a BMP header")
+        raise _truncated(path, "not a BMP header")
     offset, dib = struct.unpack_from("<II", head, 10)
     if dib == 12:  # OS/2 BITMAPCOREHEADER
         w, h, _, bpp = struct.unpack_from("<HHHH", head, 18)
@@ -59,7 +63,7 @@ def parse_bmp_header(head: bytes) -> dict[str, int]:
             "image_size": 0,
         }
     if len(head) < 54:
-        raise ValueError("BMP header too short")
+        raise _truncated(path, "BMP header too short")
     w, h, _, bpp, comp, image_size = struct.unpack_from("<iiHHII", head, 18)
     return {
         "offset": offset,
@@ -75,10 +79,7 @@ def parse_bmp_header(head: bytes) -> dict[str, int]:
 def _bmp(path: Path, size: int) -> None:
     with path.open("rb") as f:
         head = f.read(64)
-    try:
-        hdr = parse_bmp_header(head)
-    except ValueError as exc:
-        raise _truncated(path, str(exc)) from exc
+    hdr = parse_bmp_header(head, path)
     if hdr["compression"] in (0, 3, 6):  # BI_RGB, BI_BITFIELDS, BI_ALPHABITFIELDS: rows stored as is
         stride = ((abs(hdr["width"]) * hdr["bpp"] + 31) // 32) * 4
         need = hdr["offset"] + stride * abs(hdr["height"])

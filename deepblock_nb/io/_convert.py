@@ -21,6 +21,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from deepblock_nb.errors import ArgumentError, UnsupportedFormatError
+
 __all__ = ["Photometric", "scale_to_uint8", "to_rgb8"]
 
 Photometric = Literal["grey", "grey_inverted", "rgb", "palette", "cmyk"]
@@ -44,7 +46,8 @@ def scale_to_uint8(arr: npt.NDArray[np.generic]) -> U8:
     if np.issubdtype(dt, np.floating):
         out = np.clip(np.nan_to_num(arr.astype(np.float32, copy=False)), 0.0, 1.0) * 255.0
         return np.rint(out).astype(np.uint8)
-    raise ValueError(f"cannot convert samples of type {dt} to 8-bit")
+    # a file can hold such samples (complex TIFF data): the reader adds the file name
+    raise UnsupportedFormatError(f"cannot convert samples of type {dt} to 8-bit")
 
 
 def _composite_on_white(rgb: U8, alpha: U8, premultiplied: bool) -> U8:
@@ -75,11 +78,11 @@ def to_rgb8(
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim != 3:
-        raise ValueError(f"expected (H, W) or (H, W, C) samples, got shape {arr.shape}")
+        raise ArgumentError(f"expected (H, W) or (H, W, C) samples, got shape {arr.shape}")
     nc = arr.shape[2]
     if photometric == "palette":
         if colormap is None:
-            raise ValueError("a palette image needs a colour map")
+            raise ArgumentError("a palette image needs a colour map")
         cmap = scale_to_uint8(np.asarray(colormap))
         idx = np.clip(arr[..., 0].astype(np.intp), 0, len(cmap) - 1)
         return cmap[idx]  # type: ignore[no-any-return]
@@ -88,7 +91,7 @@ def to_rgb8(
         if photometric == "rgb" and nc in (1, 2):
             photometric, colour_n = "grey", 1
         else:
-            raise ValueError(f"{photometric} needs {colour_n} samples per pixel, got {nc}")
+            raise UnsupportedFormatError(f"{photometric} needs {colour_n} samples per pixel, got {nc}")
     v = scale_to_uint8(arr[..., : colour_n + (1 if alpha != "none" and nc > colour_n else 0)])
     if photometric in ("grey", "grey_inverted"):
         g = v[..., 0] if photometric == "grey" else 255 - v[..., 0]

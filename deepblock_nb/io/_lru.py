@@ -8,6 +8,8 @@ from collections.abc import Hashable
 
 import numpy as np
 
+from deepblock_nb.errors import ArgumentError, ArgumentTypeError
+
 __all__ = ["DEFAULT_TILE_CACHE_BYTES", "TileLRU", "shared_tile_cache"]
 
 DEFAULT_TILE_CACHE_BYTES = 256 * 1024 * 1024
@@ -24,7 +26,7 @@ class TileLRU:
         self._lock = threading.Lock()
         self._items: OrderedDict[Hashable, np.ndarray] = OrderedDict()
         self._bytes = 0
-        self._max_bytes = int(max_bytes)
+        self._max_bytes = _byte_count(max_bytes)
         self.hits = 0
         self.misses = 0
 
@@ -34,10 +36,9 @@ class TileLRU:
 
     @max_bytes.setter
     def max_bytes(self, value: int) -> None:
-        if value < 0:
-            raise ValueError(f"cache size must be >= 0 bytes, got {value}")
+        n = _byte_count(value)
         with self._lock:
-            self._max_bytes = int(value)
+            self._max_bytes = n
             self._evict()
 
     @property
@@ -85,6 +86,15 @@ class TileLRU:
         while self._bytes > self._max_bytes and self._items:
             _, arr = self._items.popitem(last=False)
             self._bytes -= arr.nbytes
+
+
+def _byte_count(value: object) -> int:
+    """A cache budget: a whole number of bytes >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer | float):
+        raise ArgumentTypeError(f"cache size must be a number of bytes, got {value!r}")
+    if not (0 <= value < float("inf")) or int(value) != value:
+        raise ArgumentError(f"cache size must be a whole number of bytes >= 0, got {value!r}")
+    return int(value)
 
 
 shared_tile_cache = TileLRU()

@@ -11,6 +11,7 @@ BMPs are memory-mapped directly.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from PIL import Image
 from deepblock_nb.errors import DecompressionBombError, ImageReadError
 from deepblock_nb.io import _cache
 from deepblock_nb.io._base import ImageInfo, ImageSource, _fit, _resize, check_pixels
-from deepblock_nb.io._checks import parse_bmp_header
+from deepblock_nb.io._checks import check_complete, parse_bmp_header
 from deepblock_nb.io._convert import scale_to_uint8, to_rgb8
 from deepblock_nb.io._svg import render_svg, svg_size
 
@@ -164,6 +165,20 @@ class DecodedSource(ImageSource):
                 self._temp = None
 
 
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, MemoryError, struct.error)
+"""What Pillow raises on damaged pixel data."""
+
+
+def _rgb(im: Image.Image, path: Path) -> U8:
+    """``pillow_rgb`` with errors of ``_convert`` (which knows no file) naming ``path``."""
+    try:
+        return pillow_rgb(im)
+    except ImageReadError as exc:
+        if exc.path is not None:
+            raise
+        raise type(exc)(f"{path}: {exc}", path) from exc
+
+
 def decoder_for(path: Path, fmt: str) -> Callable[[], U8]:
     """A function decoding the whole image (first frame, largest icon) to RGB."""
     if fmt == "svg":
@@ -175,8 +190,8 @@ def decoder_for(path: Path, fmt: str) -> Callable[[], U8]:
             try:
                 im.seek(0)
                 im.load()
-                return pillow_rgb(im)
-            except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+                return _rgb(im, path)
+            except _DECODE_ERRORS as exc:
                 raise ImageReadError(f"{path}: cannot decode the {fmt.upper()} pixels ({exc})", path) from exc
 
     return decode
@@ -193,9 +208,9 @@ def fast_overview_for(path: Path, fmt: str) -> Callable[[int, int], U8 | None] |
                 im.draft("RGB" if im.mode != "CMYK" else "CMYK", (ow, oh))
                 try:
                     im.load()
-                except OSError as exc:
+                except _DECODE_ERRORS as exc:
                     raise ImageReadError(f"{path}: cannot decode the JPEG ({exc})", path) from exc
-                return pillow_rgb(im)
+                return _rgb(im, path)
 
         return jpeg
     if fmt in ("jp2", "j2k"):
@@ -207,9 +222,9 @@ def fast_overview_for(path: Path, fmt: str) -> Callable[[int, int], U8 | None] |
                 im.reduce = min(factor, 5)  # type: ignore[method-assign,assignment]
                 try:
                     im.load()
-                except OSError as exc:
+                except _DECODE_ERRORS as exc:
                     raise ImageReadError(f"{path}: cannot decode the JPEG 2000 ({exc})", path) from exc
-                return pillow_rgb(im)
+                return _rgb(im, path)
 
         return jp2
     return None
@@ -231,7 +246,7 @@ class BmpSource(ImageSource):
         return hdr["compression"] == 0 and hdr["bpp"] in (24, 32) and hdr["width"] > 0 and hdr["height"] != 0
 
     def _read(self, level: int, x: int, y: int, w: int, h: int) -> U8:
-        assert self._map is not None
+        assert self._map is not None  # read_region refuses a closed source before this
         if self._bottom_up:
             top = self.height - y
             rows = self._map[top - h : top][::-1]
@@ -250,11 +265,9 @@ def open_raster(path: Path, fmt: str, info: ImageInfo, cache_dir: Path | None) -
     """An ``ImageSource`` for a format without random access."""
     if fmt == "bmp":
         with path.open("rb") as f:
-            try:
-                hdr = parse_bmp_header(f.read(64))
-            except ValueError as exc:
-                raise ImageReadError(f"{path}: corrupt BMP header ({exc})", path) from exc
+            hdr = parse_bmp_header(f.read(64), path)
         if BmpSource.supports(hdr):
+            check_complete(path, "bmp")  # the memory map must not reach past the end of the file
             return BmpSource(path, hdr)
     return DecodedSource(
         path, fmt, (info.width, info.height), decoder_for(path, fmt), cache_dir, fast_overview_for(path, fmt)

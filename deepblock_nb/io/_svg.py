@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -32,19 +33,23 @@ def _length(value: str | None) -> float | None:
 
 
 def _root(path: Path) -> ET.Element:
+    """The root element of the whole document (parsing all of it rejects truncated files)."""
     try:
-        for _, elem in ET.iterparse(path, events=("start",)):
-            return elem
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot read the file ({exc.strerror or exc})", path) from exc
+    try:
+        return ET.fromstring(data)
     except ET.ParseError as exc:
-        raise ImageReadError(f"{path}: not a valid SVG file ({exc})", path) from exc
-    raise ImageReadError(f"{path}: empty SVG file", path)
+        raise ImageReadError(f"{path}: truncated or invalid SVG ({exc})", path) from exc
+    except LookupError as exc:  # <?xml encoding="..."?> names an encoding Python lacks
+        raise ImageReadError(f"{path}: not a readable SVG file ({exc})", path) from exc
 
 
 def svg_size(path: Path) -> tuple[int, int]:
     """``(width, height)`` in pixels from ``width``/``height`` or else the ``viewBox``.
 
-    Reads the root element only, then checks that the whole document parses
-    (cheap for SVG, and it rejects truncated files).
+    Parses the whole document (cheap for SVG, and it rejects truncated files).
     """
     root = _root(path)
     if not root.tag.endswith("svg"):
@@ -64,10 +69,8 @@ def svg_size(path: Path) -> tuple[int, int]:
             h = w * bh / bw
     w = 100.0 if w is None else w  # resvg's default for an SVG with no size at all
     h = 100.0 if h is None else h
-    try:
-        ET.parse(path)
-    except ET.ParseError as exc:
-        raise ImageReadError(f"{path}: truncated or invalid SVG ({exc})", path) from exc
+    if not (math.isfinite(w) and math.isfinite(h)):
+        raise ImageReadError(f"{path}: SVG size {w} x {h} is not a finite number of pixels", path)
     width, height = round(w), round(h)
     if width < 1 or height < 1:
         raise ImageReadError(f"{path}: SVG size {w} x {h} is under one pixel", path)

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import tifffile
 
-from deepblock_nb.errors import ImageReadError, UnsupportedFormatError
+from deepblock_nb.errors import DeepBlockError, ImageReadError, UnsupportedFormatError
 from deepblock_nb.io._base import ImageInfo, ImageSource, check_pixels
 from deepblock_nb.io._convert import to_rgb8
 from deepblock_nb.io._lru import TileLRU
@@ -39,6 +39,22 @@ def _decode_pool() -> ThreadPoolExecutor:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2), thread_name_prefix="dbn-tiff")
         return _pool
+
+
+def _open_tiff(path: Path) -> tifffile.TiffFile:
+    """``TiffFile`` with its chain of pages walked once, up front.
+
+    Walking the chain (``len(pages)``) stops at a page whose next-page offset points
+    back into the chain; tifffile's lazy page iterator, which ``series`` uses, does
+    not, and loops forever on such a damaged file.
+    """
+    tif = tifffile.TiffFile(path)
+    try:
+        len(tif.pages)
+    except BaseException:
+        tif.close()
+        raise
+    return tif
 
 
 def _compression_name(page: Any) -> str:
@@ -104,11 +120,34 @@ def _level_pages(level: Any) -> list[Any]:
     return pages[:1]
 
 
+def _segment_grid(kf: Any) -> tuple[int, int, int, int]:
+    """``(tile height, tile width, rows, columns)`` of the tiles or strips of a page."""
+    _, _, h, w, _ = (int(v) for v in kf.shaped)
+    if kf.is_tiled:
+        th, tw = int(kf.tilelength), int(kf.tilewidth)
+    else:
+        th, tw = max(1, min(int(kf.rowsperstrip or h), h)), w
+    return th, tw, math.ceil(h / th), math.ceil(w / tw)
+
+
+def _check_segment_count(page: Any, kf: Any, path: Path) -> None:
+    """Refuse a page listing fewer tiles or strips than its size and tile size need."""
+    th, tw, ny, nx = _segment_grid(kf)
+    need = int(kf.shaped[0]) * ny * nx
+    have = min(len(page.dataoffsets), len(page.databytecounts))
+    if have < need:
+        raise ImageReadError(
+            f"{path}: damaged TIFF: {have} tiles or strips are listed but a "
+            f"{int(kf.imagewidth)} x {int(kf.imagelength)} image in {th} x {tw} segments needs {need}",
+            path,
+        )
+
+
 def probe_tiff(path: Path, max_pixels: float | None, check_complete: bool = True) -> ImageInfo:
     """Read TIFF headers (no pixel data); optionally check that every segment lies inside the file."""
     size = path.stat().st_size
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _open_tiff(path) as tif:
             series = tif.series[0]
             levels = [_level_pages(level) for level in series.levels]
             kf = levels[0][0].keyframe
@@ -119,6 +158,7 @@ def probe_tiff(path: Path, max_pixels: float | None, check_complete: bool = True
             if check_complete:
                 for li, pages in enumerate(levels):
                     for page in pages:
+                        _check_segment_count(page, page.keyframe, path)
                         offsets = np.asarray(page.dataoffsets, np.int64)
                         counts = np.asarray(page.databytecounts, np.int64)
                         end = offsets + counts
@@ -151,6 +191,7 @@ class _Plane:
 
     def __init__(self, pages: list[Any], path: Path) -> None:
         self.pages = pages
+        self.path = path
         kf = pages[0].keyframe
         for page in pages:
             _check_decodable(page, path)
@@ -160,12 +201,9 @@ class _Plane:
             self.photometric, self.alpha = "rgb", "none"
         s, _, h, w, c = (int(v) for v in kf.shaped)
         self.separate, self.height, self.width, self.contig = s, h, w, c
-        if kf.is_tiled:
-            self.th, self.tw = int(kf.tilelength), int(kf.tilewidth)
-        else:
-            rps = int(kf.rowsperstrip or h)
-            self.th, self.tw = max(1, min(rps, h)), w
-        self.ny, self.nx = math.ceil(h / self.th), math.ceil(w / self.tw)
+        self.th, self.tw, self.ny, self.nx = _segment_grid(kf)
+        for page in pages:
+            _check_segment_count(page, kf, path)
         self.offsets = [np.asarray(p.dataoffsets, np.int64) for p in pages]
         self.counts = [np.asarray(p.databytecounts, np.int64) for p in pages]
         self.jpeg: dict[str, Any] = {}
@@ -181,7 +219,10 @@ class _Plane:
         self.is_mapped = all(m is not None for m in self.memmaps)
 
     def convert(self, samples: np.ndarray) -> U8:
-        return to_rgb8(samples, self.photometric, alpha=self.alpha, colormap=self.colormap)  # type: ignore[arg-type]
+        try:
+            return to_rgb8(samples, self.photometric, alpha=self.alpha, colormap=self.colormap)  # type: ignore[arg-type]
+        except ImageReadError as exc:  # _convert does not know the file
+            raise type(exc)(f"{self.path}: {exc}", self.path) from exc
 
 
 class TiffSource(ImageSource):
@@ -189,7 +230,7 @@ class TiffSource(ImageSource):
 
     def __init__(self, path: Path, max_pixels: float | None, tile_cache: TileLRU) -> None:
         try:
-            self._tif = tifffile.TiffFile(path)
+            self._tif = _open_tiff(path)
             series = self._tif.series[0]
             level_pages = [_level_pages(level) for level in series.levels]
         except Exception as exc:
@@ -197,15 +238,22 @@ class TiffSource(ImageSource):
                 self._tif.close()
             raise ImageReadError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc})", path) from exc
         try:
+            kf = level_pages[0][0].keyframe
+            check_pixels(path, int(kf.imagewidth), int(kf.imagelength), max_pixels)
             planes: list[_Plane] = []
             for i, pages in enumerate(level_pages):
                 try:
                     planes.append(_Plane(pages, path))
-                except (ImageReadError, ValueError):
+                except Exception:
                     if i == 0:
                         raise
                     break  # keep the usable levels above an odd one
-            check_pixels(path, planes[0].width, planes[0].height, max_pixels)
+        except DeepBlockError:
+            self._tif.close()
+            raise
+        except Exception as exc:  # tifffile and numpy raise anything on a damaged header
+            self._tif.close()
+            raise ImageReadError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc})", path) from exc
         except BaseException:
             self._tif.close()
             raise
@@ -213,6 +261,7 @@ class TiffSource(ImageSource):
         self._planes = planes
         self._cache = tile_cache
         self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        self._size = os.fstat(self._fd).st_size
         self._fd_lock = threading.Lock()
 
     def _pread(self, offset: int, n: int) -> bytes:
@@ -269,7 +318,7 @@ class TiffSource(ImageSource):
     def _read_mapped(self, plane: _Plane, x: int, y: int, w: int, h: int) -> U8:
         parts = []
         for mm in plane.memmaps:
-            assert mm is not None
+            assert mm is not None  # only mapped planes come here
             block = np.asarray(mm[:, 0, y : y + h, x : x + w, :])  # [S,h,w,C]
             parts.append(np.moveaxis(block, 0, 2).reshape(h, w, -1))
         samples = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
@@ -293,6 +342,12 @@ class TiffSource(ImageSource):
                 if n == 0 or off == 0:  # a sparse (never written) segment reads as zeros
                     parts.append(np.zeros((th, tw, plane.contig), plane.kf.dtype))
                     continue
+                if off < 0 or n < 0 or off + n > self._size:  # checked before reading n bytes
+                    raise ImageReadError(
+                        f"{self.path}: {where} is damaged: it claims bytes {off}..{off + n} but the "
+                        f"file has {self._size} (truncated file?)",
+                        self.path,
+                    )
                 data = self._pread(off, n)
                 if len(data) < n:
                     raise ImageReadError(

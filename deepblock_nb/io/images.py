@@ -30,7 +30,7 @@ from pathlib import Path
 
 from deepblock_nb.errors import ImageReadError, UnsupportedFormatError
 from deepblock_nb.io import _checks
-from deepblock_nb.io._base import ImageInfo, ImageSource, WindowError
+from deepblock_nb.io._base import ImageInfo, ImageSource, WindowError, level_for
 from deepblock_nb.io._lru import DEFAULT_TILE_CACHE_BYTES, TileLRU, shared_tile_cache
 from deepblock_nb.io._raster import open_raster, probe_pillow, probe_svg
 from deepblock_nb.io._tiff import TiffSource, probe_tiff
@@ -44,6 +44,7 @@ __all__ = [
     "WindowError",
     "clear_tile_cache",
     "detect_format",
+    "level_for",
     "open_image",
     "probe_image",
     "set_tile_cache_bytes",

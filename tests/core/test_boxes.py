@@ -15,6 +15,7 @@ from deepblock_nb.core.boxes import (
     xywh_to_xyxy,
     xyxy_to_xywh,
 )
+from deepblock_nb.errors import ArgumentError, ArgumentTypeError
 
 EMPTY = np.zeros((0, 4))
 
@@ -33,10 +34,28 @@ def test_xywh_round_trip(xywh, xyxy) -> None:
 
 
 def test_shape_errors() -> None:
-    with pytest.raises(ValueError, match=r"\(N, 4\)"):
+    with pytest.raises(ArgumentError, match=r"\(N, 4\)"):
         box_iou(np.zeros((2, 3)), EMPTY)
-    with pytest.raises(ValueError, match=r"\(N, 4\)"):
+    with pytest.raises(ArgumentError, match=r"\(N, 4\)"):
         xywh_to_xyxy([1, 2, 3, 4])
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda: box_area([[0, 0, 1]]), ArgumentError),  # a row of 3
+        (lambda: box_area([[0, 0, 1, 1], [0, 0, 1]]), ArgumentError),  # ragged rows
+        (lambda: box_area([["a", 0, 1, 1]]), ArgumentError),  # text
+        (lambda: box_area([[{}, 0, 1, 1]]), ArgumentTypeError),  # not a number at all
+        (lambda: clip_boxes([[0, 0, 1, 1]], (10,)), ArgumentError),  # image_wh of one number
+        (lambda: clip_boxes([[0, 0, 1, 1]], None), ArgumentError),  # no image_wh
+        (lambda: valid_boxes([[0, 0, 1, 1]], ("w", "h")), ArgumentError),
+    ],
+)
+def test_bad_arguments_raise_our_errors(call, error) -> None:
+    """Bad input is a DeepBlockError, still a ValueError / TypeError for older callers."""
+    with pytest.raises(error):
+        call()
 
 
 def test_area_and_validity() -> None:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from deepblock_nb.core.detections import Detections
+from deepblock_nb.errors import ArgumentError, ArgumentTypeError
 
 
 def _det(n: int, conf: bool = True) -> Detections:
@@ -19,14 +20,30 @@ def test_shapes_dtypes_and_len(n: int) -> None:
 
 
 def test_validation_rejects_bad_shapes() -> None:
-    with pytest.raises(ValueError, match=r"\(N, 4\)"):
+    with pytest.raises(ArgumentError, match=r"\(N, 4\)"):
         Detections(np.zeros((3, 3)), np.zeros(3))
-    with pytest.raises(ValueError, match="class_id"):
+    with pytest.raises(ArgumentError, match="class_id"):
         Detections(np.zeros((3, 4)), np.zeros(2))
-    with pytest.raises(ValueError, match="confidence"):
+    with pytest.raises(ArgumentError, match="confidence"):
         Detections(np.zeros((1, 4)), np.zeros(1), np.zeros(2))
-    with pytest.raises(ValueError, match="integers"):
+    with pytest.raises(ArgumentError, match="integers"):
         Detections(np.zeros((1, 4)), np.array([1.5]))
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        (([[0, 0, 1, 1], [0, 0, 1]], [1, 2]), ArgumentError, "xyxy"),  # ragged rows
+        (([["a", 0, 1, 1]], [1]), ArgumentError, "xyxy"),
+        (([[0, 0, 1, 1]], ["car"]), ArgumentTypeError, "class_id"),  # names instead of ids
+        (([[0, 0, 1, 1]], [None]), ArgumentTypeError, "class_id"),
+        (([[0, 0, 1, 1]], [1], ["high"]), ArgumentTypeError, "confidence"),
+        (([[0, 0, 1, 1]], [np.nan]), ArgumentError, "integers"),
+    ],
+)
+def test_bad_values_raise_our_errors(args, error, match) -> None:
+    with pytest.raises(error, match=match):
+        Detections(*args)
 
 
 def test_empty_merge_and_mask_indexing() -> None:
@@ -57,5 +74,5 @@ def test_xywh_area_offset_and_frame() -> None:
 
 
 def test_iteration_is_refused_to_avoid_per_box_objects() -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(ArgumentTypeError):
         list(_det(2))  # type: ignore[call-overload]

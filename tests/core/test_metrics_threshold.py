@@ -201,6 +201,15 @@ def test_bad_parameters() -> None:
         evaluate(*one, threshold=float("nan"))
     with pytest.raises(EvaluationError, match="at_threshold"):
         evaluate(*one, at_threshold=float("inf"))
+    # values of the wrong type are EvaluationErrors too, not TypeErrors from a comparison
+    with pytest.raises(EvaluationError, match="max_dets"):
+        evaluate(*one, max_dets="1, 10, 100")  # type: ignore[arg-type]
+    with pytest.raises(EvaluationError, match="max_dets"):
+        evaluate(*one, max_dets=None)  # type: ignore[arg-type]
+    with pytest.raises(EvaluationError, match="iou_threshold"):
+        evaluate(*one, iou_threshold="0.5")  # type: ignore[arg-type]
+    with pytest.raises(EvaluationError, match="threshold"):
+        evaluate(*one, threshold="0.5")  # type: ignore[arg-type]
 
 
 # -- the headline threshold: best F1 by default, stated; a second threshold beside it --------

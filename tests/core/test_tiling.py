@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from deepblock_nb.core.tiling import boxes_to_image, clip_boxes_to_window, suggest_grid, tile_windows
+from deepblock_nb.errors import ArgumentError, ArgumentTypeError, DeepBlockError
 
 
 def coverage(image_wh: tuple[int, int], windows: np.ndarray) -> np.ndarray:
@@ -57,8 +58,36 @@ def test_overlap_is_a_fraction_of_a_tile() -> None:
      (((0, 10), 1, 1), "at least 1"), (((10,), 1, 1), "width, height")],
 )  # fmt: skip
 def test_tile_windows_validates(args, match) -> None:
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ArgumentError, match=match):
         tile_windows(*args)
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda: tile_windows((10, 10), float("inf"), 1), ArgumentError),
+        (lambda: tile_windows((10, 10), float("nan"), 1), ArgumentError),
+        (lambda: tile_windows((10, 10), "2", 1), ArgumentTypeError),
+        (lambda: tile_windows((10, 10), None, 1), ArgumentTypeError),
+        (lambda: tile_windows((10, 10), 1, 1, "0.1"), ArgumentTypeError),
+        (lambda: tile_windows((10, 10), 1, 1, float("nan")), ArgumentError),
+        (lambda: tile_windows(10, 1, 1), ArgumentError),
+        (lambda: tile_windows((10.5, 10), 1, 1), ArgumentError),
+        (lambda: tile_windows(("10", 10), 1, 1), ArgumentTypeError),
+        (lambda: suggest_grid((10, 10), float("inf")), ArgumentError),
+        (lambda: suggest_grid((10, 10), None), ArgumentTypeError),
+        (lambda: clip_boxes_to_window([[0, 0, 1, 1]], (0, 0, 10)), ArgumentError),
+        (lambda: clip_boxes_to_window([[0, 0, 1, 1]], (0, 0, float("nan"), 10)), ArgumentError),
+        (lambda: clip_boxes_to_window([[0, 0, 1, 1]], None), ArgumentError),
+        (lambda: clip_boxes_to_window([["x", 0, 1, 1]], (0, 0, 10, 10)), ArgumentError),
+        (lambda: clip_boxes_to_window([[0, 0, 1, 1]], (0, 0, 10, 10), "half"), ArgumentTypeError),
+        (lambda: boxes_to_image([[0, 0, 1]], (0, 0, 10, 10)), ArgumentError),
+    ],
+)
+def test_bad_arguments_raise_our_errors(call, error) -> None:
+    with pytest.raises(error) as info:
+        call()
+    assert isinstance(info.value, DeepBlockError)
 
 
 @pytest.mark.parametrize(
@@ -71,7 +100,7 @@ def test_suggest_grid(image_wh, tile, expected) -> None:
     assert (rows, cols) == expected
     win = tile_windows(image_wh, rows, cols)
     assert win[:, 2].max() <= tile and win[:, 3].max() <= tile
-    with pytest.raises(ValueError):
+    with pytest.raises(ArgumentError):
         suggest_grid(image_wh, 0)
 
 
@@ -110,7 +139,7 @@ def test_clip_boxes_min_visible_and_index() -> None:
     np.testing.assert_allclose(out[0], [0, 10, 5, 20])
     out, idx = clip_boxes_to_window(boxes, WINDOW, min_visible=1.0)
     np.testing.assert_array_equal(idx, [2])
-    with pytest.raises(ValueError, match="min_visible"):
+    with pytest.raises(ArgumentError, match="min_visible"):
         clip_boxes_to_window(boxes, WINDOW, min_visible=0)
 
 

@@ -11,6 +11,7 @@ import pytest
 import tifffile
 from PIL import Image
 
+from deepblock_nb.errors import ArgumentError, ArgumentTypeError
 from deepblock_nb.io import images
 from deepblock_nb.io._lru import TileLRU, shared_tile_cache
 from deepblock_nb.io._tiff import TiffSource
@@ -162,8 +163,14 @@ def test_lru_evicts_least_recent() -> None:
     assert lru.get(("s", "b")) is None and lru.get(("s", "a")) is not None
     lru.put(("s", "huge"), np.zeros(100, np.uint8))  # over budget: not kept
     assert lru.get(("s", "huge")) is None and lru.nbytes == 24
-    with pytest.raises(ValueError):
+    with pytest.raises(ArgumentError):
         lru.max_bytes = -1
+    with pytest.raises(ArgumentError):
+        lru.max_bytes = 1.5
+    with pytest.raises(ArgumentTypeError):
+        lru.max_bytes = "1 GB"  # type: ignore[assignment]
+    with pytest.raises(ArgumentError):
+        TileLRU(-5)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs sparse files")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+import sys
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -14,9 +16,14 @@ from ._records import AnnotationSet, FloatArray
 
 __all__ = [
     "atomic_write_text",
+    "check_class_names",
     "check_set",
+    "check_xml_text",
     "fmt_float",
     "is_number",
+    "name_problem",
+    "read_bytes",
+    "read_text",
     "relative_output_path",
     "xywh_to_xyxy",
     "xyxy_to_xywh",
@@ -48,8 +55,67 @@ def xyxy_to_xywh(xyxy: FloatArray, source_xywh: FloatArray | None = None) -> Flo
 
 
 def is_number(value: object) -> bool:
-    """A finite JSON number (``bool`` is not a number here)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite JSON number that is also a finite float64 (``bool`` is not a number here).
+
+    JSON integers have no size limit: ``10**400`` is refused, not left to overflow later.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(value, int):
+        return abs(value) <= sys.float_info.max
+    return math.isfinite(value)
+
+
+def name_problem(name: str, *, file: bool) -> str | None:
+    """Why ``name`` (a category or, with ``file``, an image file name) cannot be used, or ``None``.
+
+    No file system allows a NUL character in a name, and text with a lone surrogate
+    (a ``\\udcXX`` escape in JSON) can be neither stored nor written back as UTF-8.
+    """
+    if not name.strip():
+        return "is empty"
+    if file and "\0" in name:
+        return "contains a NUL character, which no file name can hold"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode text (it holds a lone surrogate)"
+    return None
+
+
+def read_bytes(path: Path, expected: str) -> bytes:
+    """The content of ``path``; every reason it cannot be read becomes a ``FormatError``.
+
+    Args:
+        path: the file.
+        expected: what the file should be, for the message ("a .json file").
+    """
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise FormatError(f"{path}: no such file", path) from None
+    except IsADirectoryError:
+        raise FormatError(f"{path}: is a folder, expected {expected}", path) from None
+    except NotADirectoryError:
+        raise FormatError(f"{path}: a folder on this path is a file", path) from None
+    except OSError as exc:  # permissions, a name too long, an I/O error
+        raise FormatError(f"{path}: cannot read the file ({exc.strerror or exc})", path) from None
+    except ValueError as exc:  # a NUL character in the path
+        raise FormatError(f"{path!r}: not a usable file name ({exc})", path) from None
+
+
+def read_text(path: Path, expected: str, where: str | None = None) -> str:
+    """``path`` decoded as UTF-8 (a leading byte-order mark is dropped), else ``FormatError``.
+
+    ``where`` names the file in messages (default: its name).
+    """
+    data = read_bytes(path, expected)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FormatError(
+            f"{where or path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})", path
+        ) from None
 
 
 def fmt_float(value: float) -> str:
@@ -63,16 +129,46 @@ def fmt_float(value: float) -> str:
 def relative_output_path(file_name: str, suffix: str, out_dir: Path) -> Path:
     """``out_dir / file_name`` with ``suffix``, refusing names that leave ``out_dir``."""
     rel = PurePosixPath(file_name.replace("\\", "/"))
-    if rel.is_absolute() or ".." in rel.parts or not rel.name or rel.name in (".", ".."):
-        raise FormatError(f"{file_name!r}: cannot write a file for this image name", out_dir)
+    if rel.is_absolute() or ".." in rel.parts or not rel.name or rel.name in (".", "..") or "\0" in file_name:
+        raise FormatError(f"{out_dir}: cannot write a file for the image name {file_name!r}", out_dir)
     return out_dir.joinpath(*rel.parts).with_suffix(suffix)
+
+
+def check_class_names(aset: AnnotationSet, out: Path) -> None:
+    """Refuse category names that ``classes.txt`` (one name a line, stripped) cannot hold.
+
+    ``str.splitlines`` also breaks at form feeds, file separators, U+2028 and others,
+    so any of those counts as a line break here.
+    """
+    for name in aset.categories:
+        if name.splitlines() != [name] or name != name.strip():
+            raise FormatError(
+                f"{out}: category {name!r} cannot be written to classes.txt (line break or edge spaces)", out
+            )
+
+
+# characters XML 1.0 cannot hold at all, even escaped
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def check_xml_text(text: str, what: str, out: Path) -> None:
+    """Refuse a name that would not read back from XML text as written: control
+    characters XML forbids, a carriage return (parsers turn it into a line feed), or
+    edge spaces (VOC readers strip them)."""
+    if _XML_ILLEGAL.search(text) or "\r" in text or text != text.strip():
+        raise FormatError(
+            f"{out}: {what} {text!r} cannot be written to XML (control character, carriage return "
+            "or edge spaces)",
+            out,
+        )
 
 
 def check_set(aset: AnnotationSet, target: Path, *, need_size: bool = False) -> None:
     """Refuse to write a set that no reader would accept back.
 
     Raises:
-        FormatError: duplicate category or file names, a box of an unknown category,
+        FormatError: duplicate category or file names, a name the readers refuse
+            (blank, a NUL in a file name, a lone surrogate), a box of an unknown category,
             a box that is not finite or has ``x2 <= x1`` / ``y2 <= y1``, or (with
             ``need_size``) an image without width and height.
     """
@@ -80,6 +176,9 @@ def check_set(aset: AnnotationSet, target: Path, *, need_size: bool = False) -> 
     for name in aset.categories:
         if not isinstance(name, str) or not name:
             raise FormatError(f"{target.name}: category name {name!r} is not a non-empty string", target)
+        problem = name_problem(name, file=False)
+        if problem:
+            raise FormatError(f"{target.name}: category name {name!r} {problem}", target)
         if name in seen:
             raise FormatError(f"{target.name}: category {name!r} is listed twice", target)
         seen.add(name)
@@ -88,6 +187,9 @@ def check_set(aset: AnnotationSet, target: Path, *, need_size: bool = False) -> 
         where = f"{target.name}: image {im.file_name!r}"
         if not im.file_name:
             raise FormatError(f"{target.name}: an image has an empty file name", target)
+        problem = name_problem(im.file_name, file=True)
+        if problem:
+            raise FormatError(f"{where} {problem}", target)
         if im.file_name in files:
             raise FormatError(f"{where} is listed twice", target)
         files.add(im.file_name)

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from deepblock_nb.errors import ArgumentError, ArgumentTypeError, RecordNotFoundError
+
 __all__ = ["AnnotatedImage", "AnnotationSet"]
 
 FloatArray = npt.NDArray[np.float64]
@@ -52,16 +54,16 @@ class AnnotatedImage:
         n = len(self.xyxy)
         self.category = list(self.category)
         if len(self.category) != n:
-            raise ValueError(f"{self.file_name}: {n} boxes but {len(self.category)} categories")
+            raise ArgumentError(f"{self.file_name}: {n} boxes but {len(self.category)} categories")
         if self.scores is not None:
-            scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
+            scores = _floats(self.scores, "scores", self.file_name).reshape(-1)
             if len(scores) != n:
-                raise ValueError(f"{self.file_name}: {n} boxes but {len(scores)} scores")
+                raise ArgumentError(f"{self.file_name}: {n} boxes but {len(scores)} scores")
             self.scores = scores
         if self.xywh is not None:
             self.xywh = _boxes(self.xywh, "xywh", self.file_name)
             if len(self.xywh) != n:
-                raise ValueError(f"{self.file_name}: {n} boxes but {len(self.xywh)} xywh rows")
+                raise ArgumentError(f"{self.file_name}: {n} boxes but {len(self.xywh)} xywh rows")
 
     def __len__(self) -> int:
         return len(self.xyxy)
@@ -93,17 +95,31 @@ class AnnotationSet:
         return sum(len(im) for im in self.images)
 
     def image(self, file_name: str) -> AnnotatedImage:
-        """The record of ``file_name``; ``KeyError`` if absent."""
+        """The record of ``file_name``.
+
+        Raises:
+            RecordNotFoundError: (a ``KeyError``) no image of that name.
+        """
         for im in self.images:
             if im.file_name == file_name:
                 return im
-        raise KeyError(file_name)
+        where = f"{self.path}: " if self.path is not None else ""
+        raise RecordNotFoundError(f"{where}no image named {file_name!r} in this annotation set")
+
+
+def _floats(value: object, name: str, file_name: str) -> FloatArray:
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except TypeError as exc:
+        raise ArgumentTypeError(f"{file_name}: {name} must be numbers ({exc})") from exc
+    except (ValueError, OverflowError) as exc:  # ragged rows, text that is not a number
+        raise ArgumentError(f"{file_name}: {name} must be numbers ({exc})") from exc
 
 
 def _boxes(value: object, name: str, file_name: str) -> FloatArray:
-    arr = np.asarray(value, dtype=np.float64)
+    arr = _floats(value, name, file_name)
     if arr.size == 0:
         arr = arr.reshape(0, 4)
     if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f"{file_name}: {name} must have shape (N, 4), got {arr.shape}")
+        raise ArgumentError(f"{file_name}: {name} must have shape (N, 4), got {arr.shape}")
     return arr

@@ -11,6 +11,7 @@ An ``annotations`` list whose entries all carry ``score`` is read as results
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,15 @@ import numpy as np
 
 from deepblock_nb.errors import FormatError
 
-from ._common import atomic_write_text, check_set, is_number, xywh_to_xyxy, xyxy_to_xywh
+from ._common import (
+    atomic_write_text,
+    check_set,
+    is_number,
+    name_problem,
+    read_text,
+    xywh_to_xyxy,
+    xyxy_to_xywh,
+)
 from ._records import AnnotatedImage, AnnotationSet
 
 __all__ = ["read_coco", "write_coco"]
@@ -37,8 +46,10 @@ def read_coco(path: str | Path) -> AnnotationSet:
             ``name``, ``bbox``, ``category_id``, ``image_id``) is missing; ids or
             names are duplicated; an annotation refers to an unknown image or
             category; a ``bbox`` is not 4 finite numbers or has ``w <= 0`` or
-            ``h <= 0``; an image ``width``/``height`` is not a positive integer; only
-            some annotations carry a ``score``.
+            ``h <= 0`` or reaches past the largest float64; an image ``width``/``height``
+            is not a positive integer; a name is blank, or a file name holds a NUL or a
+            lone surrogate; ``iscrowd`` is not 0 or 1; only some annotations carry a
+            ``score``.
     """
     path = Path(path)
     data = load_json(path)
@@ -171,20 +182,17 @@ def _unique_ints(path: Path, ids: Mapping[str, int | None], what: str) -> dict[s
 
 
 def load_json(path: Path) -> Any:
-    """Parse ``path`` as UTF-8 JSON, turning every failure into a :class:`FormatError`."""
+    """Parse ``path`` as UTF-8 JSON (a byte-order mark is allowed), turning every failure
+    into a :class:`FormatError`."""
+    text = read_text(path, "a .json file")
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise FormatError(f"{path}: no such file", path) from None
-    except IsADirectoryError:
-        raise FormatError(f"{path}: is a folder, expected a .json file", path) from None
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})", path) from None
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise FormatError(
             f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})", path
         ) from None
+    except RecursionError:
+        raise FormatError(f"{path.name}: JSON nested too deeply to be an annotation file", path) from None
 
 
 @dataclass
@@ -255,6 +263,9 @@ def parse_categories(items: list[Any], ctx: _Ctx) -> tuple[list[str], dict[int, 
             raise ctx.error(f"{where} has id {cid!r}, expected an integer")
         if not isinstance(name, str) or not name:
             raise ctx.error(f"{where} has name {name!r}, expected a non-empty string")
+        problem = name_problem(name, file=False)
+        if problem:
+            raise ctx.error(f"{where}: category name {name!r} {problem}")
         if cid in by_id:
             raise ctx.error(f"{where}: category id {cid} is used twice ({by_id[cid]!r} and {name!r})")
         if name in names:
@@ -280,6 +291,9 @@ def parse_images(items: list[Any], ctx: _Ctx) -> dict[Any, _Image]:
             raise ctx.error(f"{where} has id {iid!r}, expected an integer or string")
         if not isinstance(name, str) or not name:
             raise ctx.error(f"{where} has file_name {name!r}, expected a non-empty string")
+        problem = name_problem(name, file=True)
+        if problem:
+            raise ctx.error(f"{where}: file_name {name!r} {problem}")
         if iid in out:
             raise ctx.error(f"{where}: image id {iid!r} is used twice")
         if name in names:
@@ -312,7 +326,10 @@ def parse_annotations(
         for need in ("image_id", "category_id", "bbox", *(("score",) if score else ())):
             if need not in ann:
                 raise ctx.error(f"{where} has no {need!r}")
-        if ann.get("iscrowd", 0) == 1:
+        iscrowd = ann.get("iscrowd", 0)
+        if iscrowd not in (None, 0, 1) or not isinstance(iscrowd, int | float | None):
+            raise ctx.error(f"{where} has iscrowd {iscrowd!r}, expected 0 or 1")
+        if iscrowd == 1:
             crowd += 1
             continue
         if not _is_id(ann["image_id"]) or ann["image_id"] not in images:
@@ -329,7 +346,10 @@ def parse_annotations(
                 raise ctx.error(f"{where} has negative {name} {value!r}")
             if value == 0:
                 raise ctx.error(f"{where} has zero {name} (an empty box)")
-        if float(bbox[0]) + float(bbox[2]) == bbox[0] or float(bbox[1]) + float(bbox[3]) == bbox[1]:
+        x2, y2 = float(bbox[0]) + float(bbox[2]), float(bbox[1]) + float(bbox[3])
+        if not (math.isfinite(x2) and math.isfinite(y2)):
+            raise ctx.error(f"{where} has bbox {bbox!r}: x + w or y + h is beyond the largest float64")
+        if x2 == bbox[0] or y2 == bbox[1]:
             raise ctx.error(f"{where} has bbox {bbox!r}: the size vanishes when added to x or y in float64")
         image = images[ann["image_id"]]
         if score:

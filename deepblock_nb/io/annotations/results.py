@@ -26,7 +26,7 @@ import numpy as np
 
 from deepblock_nb.errors import FormatError
 
-from ._common import atomic_write_text, check_set, fmt_float, xyxy_to_xywh
+from ._common import atomic_write_text, check_set, fmt_float, name_problem, read_text, xyxy_to_xywh
 from ._records import AnnotatedImage, AnnotationSet
 from .coco import (
     _Ctx,
@@ -145,11 +145,14 @@ def write_csv(path: str | Path, annotations: AnnotationSet) -> None:
     check_set(annotations, path)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
+    # QUOTE_MINIMAL leaves a lone "\r" unquoted, which no CSV reader accepts back
+    quoted = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(CSV_COLUMNS)
     for im in annotations.images:
         scores = [""] * len(im) if im.scores is None else [fmt_float(s) for s in im.scores]
         for box, label, score in zip(im.xyxy.tolist(), im.category, scores):
-            writer.writerow([im.file_name, label, *(fmt_float(v) for v in box), score])
+            row = [im.file_name, label, *(fmt_float(v) for v in box), score]
+            (quoted if "\r" in im.file_name or "\r" in label else writer).writerow(row)
     atomic_write_text(path, buf.getvalue())
 
 
@@ -157,18 +160,18 @@ def read_csv(path: str | Path) -> AnnotationSet:
     """Read a CSV written by :func:`write_csv` (images and categories in first-seen order).
 
     Raises:
-        FormatError: wrong header, a row of the wrong length, a coordinate or score
+        FormatError: not UTF-8 CSV, wrong header, a row of the wrong length, a blank
+            name (or a file name with a NUL), a coordinate or score
             that is not a finite number, an empty or inverted box, or a score column
             filled on some rows only.
     """
     path = Path(path)
+    text = read_text(path, "a .csv file")
+    reader = csv.reader(io.StringIO(text))
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise FormatError(f"{path}: no such file", path) from None
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})", path) from None
-    rows = list(csv.reader(io.StringIO(text)))
+        rows = list(reader)
+    except csv.Error as exc:  # a field over csv.field_size_limit(), a NUL byte, ...
+        raise FormatError(f"{path.name} line {reader.line_num}: not valid CSV ({exc})", path) from None
     if not rows or tuple(c.strip() for c in rows[0]) != CSV_COLUMNS:
         raise FormatError(f"{path.name}: the header must be {','.join(CSV_COLUMNS)}", path)
     per_image: dict[str, list[tuple[str, list[float], str]]] = {}
@@ -183,6 +186,10 @@ def read_csv(path: str | Path) -> AnnotationSet:
         name, label = row[0], row[1]
         if not name or not label:
             raise FormatError(f"{path.name} line {line}: empty file_name or category", path)
+        for what, value, is_file in (("file_name", name, True), ("category", label, False)):
+            problem = name_problem(value, file=is_file)
+            if problem:
+                raise FormatError(f"{path.name} line {line}: {what} {value!r} {problem}", path)
         try:
             box = [float(v) for v in row[2:6]]
             if row[6]:

@@ -25,7 +25,16 @@ import numpy as np
 
 from deepblock_nb.errors import FormatError
 
-from ._common import atomic_write_text, check_set, fmt_float, relative_output_path
+from ._common import (
+    atomic_write_text,
+    check_class_names,
+    check_set,
+    check_xml_text,
+    fmt_float,
+    name_problem,
+    read_bytes,
+    relative_output_path,
+)
 from ._records import AnnotatedImage, AnnotationSet
 from .yolo import read_yolo_classes
 
@@ -94,17 +103,16 @@ def write_voc(out_dir: str | Path, annotations: AnnotationSet) -> None:
     """
     out = Path(out_dir)
     check_set(annotations, out, need_size=True)
+    check_class_names(annotations, out)
+    for name in annotations.categories:
+        check_xml_text(name, "category", out)
     targets: dict[Path, str] = {}
     for im in annotations.images:
+        check_xml_text(im.file_name, "image name", out)
         target = relative_output_path(im.file_name, ".xml", out)
         if target in targets:
-            raise FormatError(f"{im.file_name!r} and {targets[target]!r} need the same XML file", out)
+            raise FormatError(f"{out}: {im.file_name!r} and {targets[target]!r} need the same XML file", out)
         targets[target] = im.file_name
-    for name in annotations.categories:
-        if "\n" in name or "\r" in name or name != name.strip():
-            raise FormatError(
-                f"category {name!r} cannot be written to classes.txt (line break or edge spaces)", out
-            )
     for im, target in zip(annotations.images, targets):
         atomic_write_text(target, _to_xml(im))
     atomic_write_text(out / "classes.txt", "".join(f"{name}\n" for name in annotations.categories))
@@ -135,10 +143,13 @@ def _to_xml(im: AnnotatedImage) -> str:
 
 
 def _read_one(file: Path, where: str) -> AnnotatedImage:
+    data = read_bytes(file, "a Pascal VOC .xml file")
     try:
-        root = ET.parse(file).getroot()
+        root = ET.fromstring(data)
     except ET.ParseError as exc:
         raise FormatError(f"{where}: not valid XML ({exc})", file) from None
+    except LookupError as exc:  # <?xml encoding="..."?> names an encoding Python lacks
+        raise FormatError(f"{where}: not readable XML ({exc})", file) from None
     if root.tag != "annotation":
         raise FormatError(f"{where}: root element is <{root.tag}>, expected <annotation>", file)
 
@@ -159,6 +170,9 @@ def _read_one(file: Path, where: str) -> AnnotatedImage:
         return value
 
     file_name = text(root, "filename", "")
+    problem = name_problem(file_name, file=True)
+    if problem:
+        raise FormatError(f"{where}: <filename> {file_name!r} {problem}", file)
     size = root.find("size")
     if size is None:
         raise FormatError(f"{where}: has no <size>", file)

@@ -17,9 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from deepblock_nb.errors import FormatError
+from deepblock_nb.errors import ArgumentTypeError, FormatError
 
-from ._common import atomic_write_text, check_set, relative_output_path
+from ._common import (
+    atomic_write_text,
+    check_class_names,
+    check_set,
+    name_problem,
+    read_text,
+    relative_output_path,
+)
 from ._records import AnnotatedImage, AnnotationSet
 
 __all__ = ["TOLERANCE", "read_yolo", "read_yolo_classes", "write_yolo"]
@@ -63,6 +70,8 @@ def read_yolo(
     by_stem: dict[str, str] = {}
     if isinstance(image_sizes, Mapping):
         for name in image_sizes:
+            if not isinstance(name, str) or not name:
+                raise ArgumentTypeError(f"{root}: image_sizes key {name!r} is not an image file name")
             other = by_stem.setdefault(_stem(name), name)
             if other != name:
                 raise FormatError(
@@ -106,18 +115,15 @@ def write_yolo(out_dir: str | Path, annotations: AnnotationSet) -> None:
     """
     out = Path(out_dir)
     check_set(annotations, out, need_size=True)
-    for name in annotations.categories:
-        if "\n" in name or "\r" in name or name != name.strip():
-            raise FormatError(
-                f"category {name!r} cannot be written to classes.txt (line break or edge spaces)", out
-            )
+    check_class_names(annotations, out)
     index = {name: i for i, name in enumerate(annotations.categories)}
     targets: dict[Path, str] = {}
     for im in annotations.images:
         target = relative_output_path(im.file_name, ".txt", out)
         if target in targets or target == out / "classes.txt":
             raise FormatError(
-                f"{im.file_name!r} and {targets.get(target, 'classes.txt')!r} need the same label file", out
+                f"{out}: {im.file_name!r} and {targets.get(target, 'classes.txt')!r} need the same label file",
+                out,
             )
         targets[target] = im.file_name
     for im, target in zip(annotations.images, targets):
@@ -139,12 +145,7 @@ def write_yolo(out_dir: str | Path, annotations: AnnotationSet) -> None:
 def read_yolo_classes(path: str | Path) -> list[str]:
     """Class names from a ``classes.txt`` (one per line) or a ``data.yaml`` (``names:``)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise FormatError(f"{path}: cannot read class names ({exc.strerror})", path) from None
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"{path.name}: not UTF-8 text ({exc.reason})", path) from None
+    text = read_text(path, "a classes.txt or data.yaml file")
     if path.suffix.lower() in (".yaml", ".yml"):
         names = _yaml_names(path, text)
     else:
@@ -155,6 +156,9 @@ def read_yolo_classes(path: str | Path) -> list[str]:
     for i, name in enumerate(names):
         if not name:
             raise FormatError(f"{path.name}: class {i} has an empty name", path)
+        problem = name_problem(name, file=False)
+        if problem:
+            raise FormatError(f"{path.name}: class {i} name {name!r} {problem}", path)
         if name in names[:i]:
             raise FormatError(f"{path.name}: class name {name!r} is listed twice", path)
     return names
@@ -171,8 +175,12 @@ def _yaml_names(path: Path, text: str) -> list[str]:
         data: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise FormatError(f"{path.name}: not valid YAML ({exc})", path) from None
+    except (RecursionError, ValueError, TypeError, OverflowError) as exc:  # deep nesting, a bad date
+        raise FormatError(f"{path.name}: not usable YAML ({type(exc).__name__}: {exc})", path) from None
     names = data.get("names") if isinstance(data, dict) else None
     if isinstance(names, dict):
+        if not all(isinstance(k, int) and not isinstance(k, bool) for k in names):
+            raise FormatError(f"{path.name}: 'names' keys must be the integers 0..{len(names) - 1}", path)
         keys = sorted(names)
         if keys != list(range(len(keys))):
             raise FormatError(f"{path.name}: 'names' keys must be 0..{len(keys) - 1}", path)
@@ -187,7 +195,8 @@ def _resolve_classes(root: Path, classes: Sequence[str] | str | Path | None) -> 
         return read_yolo_classes(classes)
     if classes is not None:
         names = list(classes)
-        if len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
+        usable = all(isinstance(n, str) and not name_problem(n, file=False) for n in names)
+        if not usable or len(set(names)) != len(names):
             raise FormatError(f"{root}: class names must be distinct non-empty strings", root)
         return names
     for folder in (root, root.parent, root.parent.parent):
@@ -217,21 +226,20 @@ def _size(
 
 
 def _check_size(value: Any, where: str, path: Path) -> tuple[int, int]:
-    try:
-        w, h = value
-        ok = all(float(v).is_integer() and v > 0 for v in (w, h))
-    except (TypeError, ValueError):
-        ok = False
+    ok = False
+    if isinstance(value, Sequence | np.ndarray) and not isinstance(value, str | bytes):
+        try:
+            w, h = value
+            ok = all(not isinstance(v, bool) and float(v).is_integer() and v > 0 for v in (w, h))
+        except (TypeError, ValueError, OverflowError):  # not two items, not numbers, 10**400
+            ok = False
     if not ok:
         raise FormatError(f"{where}: image size {value!r} is not (width, height) in positive pixels", path)
     return int(w), int(h)
 
 
 def _parse_file(file: Path, where: str, num_classes: int) -> tuple[list[int], np.ndarray, np.ndarray | None]:
-    try:
-        text = file.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"{where}: not UTF-8 text ({exc.reason})", file) from None
+    text = read_text(file, "a YOLO label file", where)
     cls: list[int] = []
     rows: list[list[float]] = []
     widths: set[int] = set()
