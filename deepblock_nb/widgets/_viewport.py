@@ -14,6 +14,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from deepblock_nb.errors import ArgumentError
+
 __all__ = [
     "MAX_SCALE",
     "Viewport",
@@ -67,13 +69,13 @@ def convert(vp: Viewport, xy: npt.ArrayLike, to: Literal["image", "view"]) -> np
     """
     a = np.asarray(xy, dtype=np.float64)
     if a.shape[-1] not in (2, 4):
-        raise ValueError(f"expected points (..., 2) or boxes (..., 4), got shape {a.shape}")
+        raise ArgumentError(f"expected points (..., 2) or boxes (..., 4), got shape {a.shape}")
     origin = np.array([vp.x0, vp.y0] * (a.shape[-1] // 2))  # [2] or [4]
     if to == "image":
         return a / vp.scale + origin
     if to == "view":
         return (a - origin) * vp.scale
-    raise ValueError(f"to must be 'image' or 'view', got {to!r}")
+    raise ArgumentError(f"to must be 'image' or 'view', got {to!r}")
 
 
 def fit(image_wh: tuple[int, int], canvas_wh: tuple[int, int]) -> Viewport:

@@ -34,8 +34,9 @@ class CategoryEditor(W.VBox):
         self.remove_button = W.Button(description="Remove", layout=W.Layout(width="80px"))
         self.legend = W.HTML()
         self.status = W.HTML()
-        self._throttle = Throttle(self.refresh, 0.2)
         self._subs = Subscriptions()
+        # project events (any thread) only queue a refresh on the UI thread
+        self._throttle = self._subs.own(Throttle(self.refresh, 0.2))
         for topic in ("categories", "annotations"):
             self._subs.add(project.on(topic, lambda **_: self._throttle()))
         err = self._error
@@ -103,7 +104,6 @@ class CategoryEditor(W.VBox):
         self.status.value = error_html(exc)
 
     def close(self) -> None:
-        self._throttle.cancel()
         self._subs.close()
         super().close()
 

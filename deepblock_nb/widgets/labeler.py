@@ -10,7 +10,7 @@ import numpy as np
 from ipycanvas import hold_canvas
 
 from deepblock_nb.widgets._imageview import MODES, ImageView, Point
-from deepblock_nb.widgets._util import DRAW_LOCK, Subscriptions, error_html, guarded, info_html
+from deepblock_nb.widgets._util import DRAW_LOCK, Subscriptions, Throttle, error_html, guarded, info_html
 from deepblock_nb.widgets._viewport import box_from_drag, convert, hit_test
 
 __all__ = ["Labeler"]
@@ -27,11 +27,18 @@ class Labeler(W.VBox):
     recolours it), *pan* (drag to move the view). The mouse wheel and the +/-
     buttons zoom; "fit" shows the whole image. Every box goes through
     ``project.add_box`` / ``update_box`` / ``delete_box``; the canvas is redrawn
-    from the project, so nothing lives only in the browser.
+    from the project, so nothing lives only in the browser. Project events (from
+    any thread) are redrawn on the UI thread, at most once per ``interval`` seconds.
     """
 
     def __init__(
-        self, project: Any, split: str | None = None, width: int = 800, height: int = 560, **kwargs: Any
+        self,
+        project: Any,
+        split: str | None = None,
+        width: int = 800,
+        height: int = 560,
+        interval: float = 0.1,
+        **kwargs: Any,
     ) -> None:
         self.project = project
         self.view = ImageView(project, width, height)
@@ -47,6 +54,11 @@ class Labeler(W.VBox):
         self._color_map: dict[int, str] = {}
         self._boxes: Any = None  # the current image's Detections
         self._subs = Subscriptions()
+        own = self._subs.own
+        self._images_throttle = own(Throttle(self.refresh_images, interval))
+        self._categories_throttle = own(Throttle(self._refresh_categories_and_boxes, interval))
+        self._boxes_throttle = own(Throttle(self._reload_boxes, interval))
+        self._grid_throttle = own(Throttle(self._refresh_grid, interval))
 
         self.split = W.Dropdown(options=_SPLIT_OPTIONS, value=split or "all", layout=W.Layout(width="130px"))
         self.image_list = W.Dropdown(description="Image", layout=W.Layout(width="300px"))
@@ -164,20 +176,30 @@ class Labeler(W.VBox):
         self.view.show(image_id)
         self._update_info()
 
-    # -- project events (any thread) -------------------------------------------------
+    # -- project events (any thread): only queue a redraw on the UI thread --------------
     def _on_images(self, topic: str, **payload: Any) -> None:
-        self.refresh_images()
+        self._images_throttle()
 
     def _on_categories(self, topic: str, **payload: Any) -> None:
+        self._categories_throttle()
+
+    def _on_annotations(self, topic: str, image: Any = None, **payload: Any) -> None:
+        shown = self.image
+        if shown is not None and (image is None or image.id == shown.id):
+            self._boxes_throttle()
+
+    def _on_grid(self, topic: str, image: Any = None, **payload: Any) -> None:
+        shown = self.image
+        if shown is not None and image is not None and image.id == shown.id:
+            self._grid_throttle()
+
+    # -- redraws after project events (UI thread) -------------------------------------
+    def _refresh_categories_and_boxes(self) -> None:
         self.refresh_categories()
         self._reload_boxes()
 
-    def _on_annotations(self, topic: str, image: Any = None, **payload: Any) -> None:
-        if self.image is not None and (image is None or image.id == self.image.id):
-            self._reload_boxes()
-
-    def _on_grid(self, topic: str, image: Any = None, **payload: Any) -> None:
-        if self.image is not None and image is not None and image.id == self.image.id:
+    def _refresh_grid(self) -> None:
+        if self.image is not None:
             self.view.refresh_record()
             self.view.redraw_overlay()
             self._update_info()

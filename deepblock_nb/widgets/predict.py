@@ -46,7 +46,8 @@ class PredictPanel(JobPanel):
     "Predict" runs ``project.predict`` in the background (this image or all);
     the threshold slider sets ``project.threshold`` and redraws from the stored
     predictions without running the model again; "Export" writes the predictions
-    as COCO JSON and offers a download link.
+    as COCO JSON and offers a download link. Project and job events (from any
+    thread) are shown on the UI thread, at most once per ``interval`` seconds.
     """
 
     def __init__(
@@ -59,10 +60,14 @@ class PredictPanel(JobPanel):
         self.view.overlay = self._draw_predictions
         self.shown = 0  # boxes drawn at the current threshold
         self._syncing_to: float | None = None  # the project's value the slider is being set to
+        self._announced_threshold: float | None = None  # the latest "threshold" event's value
         self._subs = Subscriptions()
         self._job_subs = Subscriptions()
         self._throttle = Throttle(self._refresh_job, interval)
-        self._overlay_throttle = Throttle(lambda: self.view.redraw_overlay(), interval)
+        own = self._subs.own
+        self._images_throttle = own(Throttle(self.refresh_images, interval))
+        self._overlay_throttle = own(Throttle(self._redraw, interval))
+        self._threshold_throttle = own(Throttle(self._follow_threshold, interval))
 
         self.image_list = W.Dropdown(description="Image", layout=W.Layout(width="320px"))
         self.upload = W.FileUpload(accept="image/*", multiple=True, description="Upload")
@@ -218,7 +223,23 @@ class PredictPanel(JobPanel):
             self.view.redraw_overlay()
             self._update_info()
 
+    # project events (any thread): note the payload, queue the update on the UI thread
     def _on_threshold(self, topic: str, value: float | None = None, **payload: Any) -> None:
+        self._announced_threshold = value  # coalesced: the latest value wins
+        self._threshold_throttle()
+
+    def _on_predictions(self, topic: str, image: Any = None, **payload: Any) -> None:
+        shown = self.image
+        if shown is None:
+            return
+        if image is None or getattr(image, "id", image) == shown.id:
+            self._overlay_throttle()
+
+    def _on_images(self, topic: str, **payload: Any) -> None:
+        self._images_throttle()
+
+    def _follow_threshold(self) -> None:
+        value = self._announced_threshold
         if value is not None and abs(self.threshold.value - value) > 1e-9:
             self._syncing_to = value  # following the project is not the user's choice
             try:
@@ -226,17 +247,11 @@ class PredictPanel(JobPanel):
             finally:
                 self._syncing_to = None
             return
+        self._redraw()
+
+    def _redraw(self) -> None:
         self.view.redraw_overlay()
         self._update_info()
-
-    def _on_predictions(self, topic: str, image: Any = None, **payload: Any) -> None:
-        if self.image is None:
-            return
-        if image is None or getattr(image, "id", image) == self.image.id:
-            self._overlay_throttle()
-
-    def _on_images(self, topic: str, **payload: Any) -> None:
-        self.refresh_images()
 
     def predictions(self) -> Any:
         """The shown image's stored predictions at the slider's threshold (Detections), or None."""
@@ -283,7 +298,6 @@ class PredictPanel(JobPanel):
         return path
 
     def close(self) -> None:
-        self._overlay_throttle.cancel()
+        super().close()  # cancels the throttles first: nothing draws on a closed view
         self.view.close()
         self.webcam.close()
-        super().close()

@@ -160,7 +160,9 @@ class EvaluatePanel(JobPanel):
         self.evaluate_button.on_click(guarded(lambda _: self.start(), self._error))
         self.stop_button.on_click(guarded(lambda _: self.job and self.job.stop(), self._error))
         self._subs = Subscriptions()
-        self._subs.add(project.on("runs", lambda **_: self.refresh_runs()))
+        # a training job's "runs" events only queue the refresh on the UI thread
+        self._runs_throttle = self._subs.own(Throttle(self.refresh_runs, interval))
+        self._subs.add(project.on("runs", lambda **_: self._runs_throttle()))
         super().__init__(
             [
                 W.HBox([self.run, self.evaluate_button, self.stop_button, self.progress]),

@@ -55,7 +55,9 @@ class Statistics(W.VBox):
         self.split = split
         self.frame: pd.DataFrame | None = None
         self.totals = pd.Series(dtype=np.int64)
-        self._throttle = Throttle(self.refresh, interval)
+        self._subs = Subscriptions()
+        # project events (any thread, e.g. a predict job's) only queue a refresh on the UI thread
+        self._throttle = self._subs.own(Throttle(self.refresh, interval))
         x, y = bq.OrdinalScale(), bq.LinearScale(min=0.0)
         self.bars = bq.Bars(x=[], y=[], scales={"x": x, "y": y}, colors=["#4363d8"])
         self.figure = bq.Figure(
@@ -66,7 +68,6 @@ class Statistics(W.VBox):
         )
         self.table = W.HTML()
         self.status = W.HTML()
-        self._subs = Subscriptions()
         for topic in ("predictions", "threshold", "categories", "images"):
             self._subs.add(project.on(topic, lambda **_: self._throttle()))
         super().__init__([self.figure, self.table, self.status], **kwargs)
@@ -94,6 +95,5 @@ class Statistics(W.VBox):
         self.table.value = shown.head(200).to_html(border=0, classes="deepblock-table")
 
     def close(self) -> None:
-        self._throttle.cancel()
         self._subs.close()
         super().close()

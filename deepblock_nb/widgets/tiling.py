@@ -9,7 +9,7 @@ import numpy as np
 from ipycanvas import Canvas, hold_canvas
 
 from deepblock_nb.core.tiling import tile_windows
-from deepblock_nb.widgets._util import DRAW_LOCK, Subscriptions, error_html, guarded, info_html
+from deepblock_nb.widgets._util import DRAW_LOCK, Subscriptions, Throttle, error_html, guarded, info_html
 
 __all__ = ["TilingControls", "grid_lines"]
 
@@ -34,12 +34,22 @@ class TilingControls(W.VBox):
 
     "Suggest" fills rows and cols for tiles of about ``tile size`` pixels
     (``project.suggest_grid``); "Apply" stores the grid (``project.set_grid``);
-    "Clear" removes it. The image file is never altered.
+    "Clear" removes it. The image file is never altered. Project events (from any
+    thread) are shown on the UI thread, at most once per ``interval`` seconds.
     """
 
-    def __init__(self, project: Any, image: Any = None, preview_side: int = 480, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        project: Any,
+        image: Any = None,
+        preview_side: int = 480,
+        interval: float = 0.1,
+        **kwargs: Any,
+    ) -> None:
         self.project = project
         self._subs = Subscriptions()
+        self._images_throttle = self._subs.own(Throttle(self.refresh_images, interval))
+        self._grid_throttle = self._subs.own(Throttle(self._describe_current, interval))
         self._overview: np.ndarray | None = None
         self.image_list = W.Dropdown(description="Image", layout=W.Layout(width="320px"))
         self.rows = W.BoundedIntText(
@@ -71,7 +81,7 @@ class TilingControls(W.VBox):
         self.apply_button.on_click(guarded(lambda _: self.apply(), self._error))
         self.clear_button.on_click(guarded(lambda _: self.clear(), self._error))
         self.preview.on_client_ready(self.draw_preview)
-        self._subs.add(project.on("images", lambda **_: self.refresh_images()))
+        self._subs.add(project.on("images", lambda **_: self._images_throttle()))
         self._subs.add(project.on("grid", self._on_grid))
 
         super().__init__(
@@ -136,8 +146,14 @@ class TilingControls(W.VBox):
             self._describe(self.project.clear_grid(self.image_list.value))
 
     def _on_grid(self, topic: str, image: Any = None, **payload: Any) -> None:
+        # any thread: only queue the description on the UI thread
         if image is not None and image.id == self.image_list.value:
-            self._describe(image)
+            self._grid_throttle()
+
+    def _describe_current(self) -> None:
+        rec = self.image
+        if rec is not None:
+            self._describe(rec)
 
     def _describe(self, rec: Any) -> None:
         if rec.grid is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+import threading
 from typing import Any
 
 import bqplot as bq
@@ -75,6 +76,9 @@ class TrainingPanel(JobPanel):
         self._job_subs = Subscriptions()
         self._subs = Subscriptions()
         self._throttle = Throttle(self._refresh, interval)
+        self._announced: Any = None  # the latest training job a "jobs" event reported
+        self._attach_lock = threading.Lock()  # start() (main thread) and the UI thread both attach
+        self._jobs_throttle = self._subs.own(Throttle(self._follow_announced, interval))
 
         # 0: the trainer decides (ends once the held-out score stops rising)
         self.epochs = W.BoundedIntText(
@@ -165,17 +169,25 @@ class TrainingPanel(JobPanel):
     def stop(self) -> None:
         if self.job is not None:
             self.job.stop()
-            self._refresh()
+            self._throttle.flush()
 
     def attach(self, job: Any) -> None:
         """Follow a training job: its history, progress and status."""
-        if job is self.job:
-            return
-        self.job = job
+        with self._attach_lock:
+            if job is self.job:
+                return
+            self.job = job
         follow_job(job, self._job_subs, self._throttle, events=("history", "progress"))
 
     def _on_jobs(self, topic: str, job: Any = None, **payload: Any) -> None:
+        # any thread (a job's status change): note the job, attach it on the UI thread
         if job is not None and job.kind == "train" and job is not self.job and not job.status.done:
+            self._announced = job
+            self._jobs_throttle()
+
+    def _follow_announced(self) -> None:
+        job = self._announced
+        if job is not None:
             self.attach(job)
 
     # -- display -------------------------------------------------------------------

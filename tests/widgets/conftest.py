@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ from PIL import Image
 import deepblock_nb as dbn
 from deepblock_nb.core.detections import Detections
 from deepblock_nb.demo import synthetic_scene
+from deepblock_nb.widgets._util import ui_idle
 
 
 @pytest.fixture
@@ -34,10 +34,8 @@ def wproject(tmp_path: Path) -> Iterator[dbn.Project]:
     Image.fromarray(rgb).save(big, quality=90)
     p.add_image(big, split="predict")
     yield p
-    # let pending throttled widget updates (timer threads) finish before the database closes
-    for t in threading.enumerate():
-        if isinstance(t, threading.Timer):
-            t.join(2.0)
+    # let queued widget updates finish on the UI thread before the database closes
+    ui_idle(5.0)
     p.close()
 
 
@@ -51,6 +49,12 @@ def drag(canvas: object, p0: tuple[float, float], p1: tuple[float, float], steps
     for t in np.linspace(0, 1, steps):
         mouse(canvas, "mouse_move", p0[0] + t * (p1[0] - p0[0]), p0[1] + t * (p1[1] - p0[1]))
     mouse(canvas, "mouse_up", *p1)
+
+
+def settled(timeout: float = 5.0) -> None:
+    """Wait for the UI thread to run every widget update queued so far (project events
+    no longer update widgets on the emitting thread)."""
+    assert ui_idle(timeout), f"the widgets' UI thread was still busy after {timeout} s"
 
 
 def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -67,7 +71,7 @@ def seed_predictions(
 ) -> None:
     """Store predictions for an image as a finished predict job would, and announce them."""
     rec = project.image(image)  # type: ignore[arg-type]
-    run_id = project._db.create_run("test", {})
+    run_id = project._store.runs.create("test", {})
     det = Detections(np.asarray(xyxy, float), np.asarray(class_id), np.asarray(scores, float))
-    project._db.replace_predictions(rec.id, run_id, det)
-    project._emit("predictions", image=rec, run=run_id)
+    project._store.predictions.replace(rec.id, run_id, det)
+    project._emit("predictions", action="stored", image=rec, run=run_id)

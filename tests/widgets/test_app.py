@@ -13,7 +13,7 @@ from PIL import Image
 
 import deepblock_nb as dbn
 from deepblock_nb.widgets import App
-from tests.widgets.conftest import drag
+from tests.widgets.conftest import drag, settled
 
 
 def test_app_has_the_five_tabs_sharing_one_project(wproject: dbn.Project) -> None:
@@ -39,6 +39,7 @@ def test_app_has_the_five_tabs_sharing_one_project(wproject: dbn.Project) -> Non
     app.tiling.image_list.value = img.id
     app.tiling.rows.value, app.tiling.cols.value = 2, 3
     app.tiling.apply_button.click()
+    settled()  # the "grid" event reaches the labeler on the UI thread
     assert "grid 2 x 3" in app.labeler.info.value
     app.close()
 
@@ -50,6 +51,7 @@ def test_category_editor_and_image_import(wproject: dbn.Project) -> None:
     ed.add_button.click()
     star = wproject.category("star")
     assert star.color == "#123456"
+    settled()
     assert "star" in [o[0] for o in app.labeler.category.options]
     ed._throttle.flush()
     ed.list.value = star.id

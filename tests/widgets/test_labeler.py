@@ -12,7 +12,7 @@ from ipycanvas import canvas as ipycanvas_canvas
 import deepblock_nb as dbn
 from deepblock_nb.widgets import Labeler
 from deepblock_nb.widgets._viewport import convert
-from tests.widgets.conftest import drag, mouse, wait_until
+from tests.widgets.conftest import drag, mouse, settled, wait_until
 
 
 def _new_box(project: dbn.Project, image: object, before: set[int]) -> np.ndarray:
@@ -90,6 +90,7 @@ def test_select_move_recolour_and_delete(wproject: dbn.Project) -> None:
     img, vp = lab.image, lab.view.viewport
     assert vp is not None
     box_id = wproject.add_box(img, "disc", [10, 10, 60, 50])
+    settled()  # the labeler reloads its boxes on the UI thread
     lab.mode.value = "select"
     c = lab.view.canvas
     inside = convert(vp, [20, 20], "view")
@@ -100,6 +101,7 @@ def test_select_move_recolour_and_delete(wproject: dbn.Project) -> None:
     # drag the box 10 image pixels right and 5 down
     target = convert(vp, [30, 25], "view")
     drag(c, tuple(inside), tuple(target))
+    settled()
     det = wproject.annotations(img)
     np.testing.assert_allclose(det.xyxy[det.ids == box_id][0], [20, 15, 70, 55], atol=1e-6)
     lab.category.value = wproject.category("triangle").id
@@ -118,6 +120,7 @@ def test_select_move_recolour_and_delete(wproject: dbn.Project) -> None:
 def test_keys_delete_and_switch_modes(wproject: dbn.Project) -> None:
     lab = Labeler(wproject, split="train")
     box_id = wproject.add_box(lab.image, "disc", [300, 200, 390, 290])
+    settled()
     lab.mode.value = "select"
     lab.select(box_id)
     key = {"event": "key_down", "key": "Delete", "shift_key": False, "ctrl_key": False, "meta_key": False}
@@ -170,12 +173,14 @@ def test_events_from_other_threads_and_client_ready_redraw(wproject: dbn.Project
     t = threading.Thread(target=lambda: wproject.add_box(img, "disc", [1, 1, 30, 30]))
     t.start()
     t.join()
+    settled()
     assert len(lab._boxes.xyxy) == n + 1
     assert f"{n + 1} boxes" in lab.info.value
     renders = lab.view.renders
     lab.view.canvas._handle_custom_msg({"event": "client_ready"}, [])
     assert lab.view.renders == renders + 1
     wproject.add_category("star")
+    settled()
     assert "star" in [o[0] for o in lab.category.options]
     wproject.add_image(np.zeros((20, 30, 3), np.uint8), name="new.png")
     assert wait_until(lambda: "new.png" in [o[0] for o in lab.image_list.options])
@@ -234,6 +239,7 @@ def test_boxes_are_stroked_in_their_category_colours(
 
     monkeypatch.setattr(layer, "stroke_rects", recording)
     wproject.recolor_category("square", "#00ff00")
+    settled()  # the redraw after the event, on the UI thread, is over before strokes are cleared
     det = wproject.annotations(lab.image)
     expected: dict[str, int] = {}
     for c in det.class_id:

@@ -14,7 +14,7 @@ from PIL import Image
 import deepblock_nb as dbn
 from deepblock_nb.widgets import PredictPanel
 from deepblock_nb.widgets.predict import unique_name
-from tests.widgets.conftest import seed_predictions, wait_until
+from tests.widgets.conftest import seed_predictions, settled, wait_until
 
 
 def _png(w: int = 64, h: int = 48, value: int = 90) -> bytes:
@@ -77,15 +77,19 @@ def test_threshold_slider_filters_stored_predictions_and_follows_the_project(wpr
     assert wait_until(lambda: panel.shown == 2)
     assert np.isclose(wproject.threshold, 0.5)
     panel.threshold.value = 0.1
+    settled()  # the "threshold" event redraws on the UI thread
     assert panel.shown == 4 and np.isclose(wproject.threshold, 0.1)
     assert "4 boxes" in panel.info.value
     panel.threshold.value = 0.9
+    settled()
     assert panel.shown == 1
     wproject.threshold = 0.4  # from a cell: the slider follows
+    settled()
     assert np.isclose(panel.threshold.value, 0.4) and panel.shown == 3
     t = threading.Thread(target=lambda: setattr(wproject, "threshold", 0.6))
     t.start()
     t.join()
+    settled()
     assert np.isclose(panel.threshold.value, 0.6) and panel.shown == 2
 
 
@@ -152,17 +156,21 @@ def test_the_slider_follows_evaluations_without_becoming_the_users_choice(wproje
     panel = PredictPanel(wproject)
     assert np.isclose(panel.threshold.value, 0.5)
     evaluate()  # best F1 at 0.23
+    settled()
     assert np.isclose(panel.threshold.value, 0.23) and wproject.threshold == 0.23
     # following the project was not a choice of the user's: the next evaluation still moves it
     label_squares(False)
     evaluate()  # the squares are false positives now: best F1 at 0.78
+    settled()
     assert np.isclose(panel.threshold.value, 0.78) and wproject.threshold == 0.78
     later = PredictPanel(wproject)  # a new panel starts there, and building it chooses nothing
     assert np.isclose(later.threshold.value, 0.78)
     # a person's move is the user's choice: both panels follow it, evaluations no longer move it
     panel.threshold.value = 0.4
+    settled()
     assert wproject.threshold == 0.4 and np.isclose(later.threshold.value, 0.4)
     label_squares(True)
     evaluate()  # best F1 back at 0.23
+    settled()
     assert wproject.evaluations()[-1].best_threshold == 0.23
     assert wproject.threshold == 0.4 and np.isclose(panel.threshold.value, 0.4)

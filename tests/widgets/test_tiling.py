@@ -8,6 +8,7 @@ import pytest
 import deepblock_nb as dbn
 from deepblock_nb.widgets import TilingControls
 from deepblock_nb.widgets.tiling import grid_lines
+from tests.widgets.conftest import settled
 
 
 def test_suggest_preview_apply_clear(wproject: dbn.Project) -> None:
@@ -35,6 +36,7 @@ def test_grid_set_elsewhere_is_shown_and_bad_values_report_errors(wproject: dbn.
     small = wproject.images("train")[0]  # 400 x 300
     tc = TilingControls(wproject, image=small)
     wproject.set_grid(small, 2, 2)
+    settled()  # the "grid" event is shown on the UI thread
     assert "2 x 2 grid" in tc.status.value
     tc.rows.value = 301  # more rows than pixels
     assert "Error" in tc.status.value or "pixel" in tc.status.value

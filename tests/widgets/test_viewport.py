@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from deepblock_nb.errors import ArgumentError
 from deepblock_nb.widgets._viewport import (
     MAX_SCALE,
     Viewport,
@@ -39,9 +40,9 @@ def test_convert_boxes_and_empty_and_bad_shape() -> None:
     back = convert(vp, convert(vp, boxes, "view"), "image")
     np.testing.assert_allclose(back, boxes)
     assert convert(vp, np.zeros((0, 4)), "view").shape == (0, 4)
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ArgumentError, match="shape"):
         convert(vp, [1, 2, 3], "view")
-    with pytest.raises(ValueError, match="to must be"):
+    with pytest.raises(ArgumentError, match="to must be"):
         convert(vp, [1, 2], "canvas")  # type: ignore[arg-type]
 
 
