@@ -13,9 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from deepblock_nb.errors import (
     AnnotationError,
+    ArgumentError,
+    ArgumentTypeError,
     CategoryError,
     DecompressionBombError,
     DeepBlockError,
+    DeviceMemoryError,
     EvaluationError,
     FormatError,
     ImageReadError,
@@ -35,10 +38,13 @@ __version__ = "0.1.0"
 __all__ = [
     "AnnotationError",
     "App",
+    "ArgumentError",
+    "ArgumentTypeError",
     "CategoryError",
     "DecompressionBombError",
     "DeepBlockError",
     "Detections",
+    "DeviceMemoryError",
     "EvaluationError",
     "FormatError",
     "ImageReadError",

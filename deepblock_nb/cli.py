@@ -1,15 +1,19 @@
 """Headless entry point: ``deepblock-nb {info,demo,train,evaluate,predict,export} ...``.
 
 Each command opens a project, runs the same Project method a widget would, waits
-for the job and prints a short report. Exit status 1 on a deepblock_nb error,
-with its message; 2 on bad arguments.
+for the job and prints a short report. Exit status 1 on a deepblock_nb error
+(one line, no traceback), 2 on bad arguments, 3 on an unexpected error (one
+line; ``DEEPBLOCK_DEBUG=1`` shows its traceback), 130 when interrupted. The
+project is closed in every case.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -71,15 +75,38 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default=None)
     args = ap.parse_args(argv)
 
+    try:
+        return _command(args)
+    except DeepBlockError as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("DEEPBLOCK_DEBUG"):
+            traceback.print_exc()
+        print(
+            f"error: unexpected {type(exc).__name__}: {_one_line(exc)} (DEEPBLOCK_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 3
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _command(args: argparse.Namespace) -> int:
     from deepblock_nb.project import Project
 
-    try:
-        if args.command == "demo":
-            from deepblock_nb.demo import create_demo_project
+    if args.command == "demo":
+        from deepblock_nb.demo import create_demo_project
 
-            print(create_demo_project(args.project))
-            return 0
-        project = Project.open(args.project)
+        print(create_demo_project(args.project))
+        return 0
+    project = Project.open(args.project)
+    try:
         if args.command == "info":
             print(project)
             for split in ("train", "evaluate", "predict"):
@@ -107,10 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 project.export_predictions(out, format=args.format)
             print(f"wrote {out}")
+    finally:
         project.close()
-    except DeepBlockError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     return 0
 
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 __all__ = [
     "AnnotationError",
+    "ArgumentError",
+    "ArgumentTypeError",
     "CategoryError",
     "DecompressionBombError",
     "DeepBlockError",
+    "DeviceMemoryError",
     "FormatError",
     "ImageFailures",
     "ImageReadError",
@@ -112,3 +115,18 @@ class WindowError(DeepBlockError, ValueError):
 
 class EvaluationError(DeepBlockError, ValueError):
     """The inputs of an evaluation are inconsistent (lengths, missing scores, bad boxes)."""
+
+
+class ArgumentError(DeepBlockError, ValueError):
+    """An argument of a call has a value that cannot be used (out of range, unknown
+    name, mismatched lengths). Also a ``ValueError``, for callers that catch that."""
+
+
+class ArgumentTypeError(DeepBlockError, TypeError):
+    """An argument of a call has the wrong type, or an unknown keyword was given.
+    Also a ``TypeError``, for callers that catch that."""
+
+
+class DeviceMemoryError(DeepBlockError):
+    """The accelerator ran out of memory (a CUDA or MPS out-of-memory error): the
+    message says which batch size to lower."""

@@ -23,6 +23,8 @@ from torch import Tensor, nn
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 
+from deepblock_nb.errors import ArgumentError
+
 __all__ = [
     "MIN_OBJECT_PX",
     "PixelBoxGenerator",
@@ -105,7 +107,9 @@ class ScaleTransform(GeneralizedRCNNTransform):
         h, w = image.shape[-2:]
         nh, nw = max(1, round(h * self.scale)), max(1, round(w * self.scale))
         if (nh, nw) != (h, w):
-            image = nn.functional.interpolate(image[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
+            image = nn.functional.interpolate(
+                image[None], size=(nh, nw), mode="bilinear", align_corners=False
+            )[0]
         if target is not None and "boxes" in target:
             target["boxes"] = resize_boxes(target["boxes"], [h, w], [nh, nw])
         return image, target
@@ -127,7 +131,7 @@ class PixelBoxGenerator(nn.Module):
     def __init__(self, sizes: Sequence[float], aspect_ratios: Sequence[Sequence[float]]) -> None:
         super().__init__()
         if len(sizes) != len(aspect_ratios) + 1:
-            raise ValueError(f"{len(aspect_ratios)} feature maps need {len(aspect_ratios) + 1} sizes")
+            raise ArgumentError(f"{len(aspect_ratios)} feature maps need {len(aspect_ratios) + 1} sizes")
         self.sizes = [float(s) for s in sizes]
         self.aspect_ratios = [list(r) for r in aspect_ratios]
         self._wh = []

@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
-from deepblock_nb.errors import ModelError
+from deepblock_nb.errors import DeviceMemoryError, ModelError
 
-__all__ = ["amp_dtype", "resolve_device"]
+__all__ = ["amp_dtype", "out_of_memory_as_error", "resolve_device"]
+
+
+@contextlib.contextmanager
+def out_of_memory_as_error(device: torch.device, batch_size: int, what: str) -> Iterator[None]:
+    """Turn the accelerator's out-of-memory error into a :class:`DeviceMemoryError`
+    that says so and names the batch size to lower (not one image's failure)."""
+    try:
+        yield
+    except torch.OutOfMemoryError as exc:
+        raise _memory_error(device, batch_size, what) from exc
+    except RuntimeError as exc:  # MPS and older CUDA paths raise a plain RuntimeError
+        if "out of memory" not in str(exc).lower():
+            raise
+        raise _memory_error(device, batch_size, what) from exc
+
+
+def _memory_error(device: torch.device, batch_size: int, what: str) -> DeviceMemoryError:
+    smaller = max(1, batch_size // 2)
+    hint = (
+        f"lower batch_size (to {smaller}, say)"
+        if batch_size > 1
+        else "use a smaller tile_size or device='cpu'"
+    )
+    return DeviceMemoryError(f"{device} ran out of memory while {what} at batch size {batch_size}: {hint}")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

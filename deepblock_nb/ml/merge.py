@@ -62,6 +62,7 @@ import torch
 from torchvision.ops import batched_nms
 
 from deepblock_nb.core.detections import Detections
+from deepblock_nb.errors import ArgumentError
 
 __all__ = [
     "ACCURATE",
@@ -192,7 +193,7 @@ def classwise_nms(det: Detections, iou_threshold: float = 0.5) -> Detections:
         The kept boxes, in their original order.
     """
     if det.confidence is None:
-        raise ValueError("NMS needs confidence scores")
+        raise ArgumentError("NMS needs confidence scores")
     i, j = overlapping_pairs(det.xyxy)
     keep = det.class_id[i] == det.class_id[j]
     i, j = i[keep], j[keep]
@@ -234,7 +235,7 @@ def greedy_nmm(
         The merged boxes.
     """
     if det.confidence is None:
-        raise ValueError("merging needs confidence scores")
+        raise ArgumentError("merging needs confidence scores")
     n = len(det)
     group = np.arange(n) if groups is None else np.asarray(groups, np.int64)
     i, j = overlapping_pairs(det.xyxy)
@@ -351,14 +352,14 @@ def _axis_cores(lo: IntArray, hi: IntArray) -> tuple[IntArray, IntArray, IntArra
     pairs, inverse = np.unique(np.stack([lo, hi], 1), axis=0, return_inverse=True)
     s, e = pairs[:, 0], pairs[:, 1]
     if np.any(np.diff(s) <= 0) or np.any(np.diff(e) <= 0):
-        raise ValueError("tile windows must form a grid (rows and columns of windows)")
+        raise ArgumentError("tile windows must form a grid (rows and columns of windows)")
     start, end = s.copy(), e.copy()
     touch = s[1:] <= e[:-1]  # neighbours that overlap or touch
     mid = (s[1:] + e[:-1]) // 2
     start[1:] = np.where(touch, mid, s[1:])
     end[:-1] = np.where(touch, mid, e[:-1])
     if np.any(end <= start):
-        raise ValueError("tile windows must form a grid (rows and columns of windows)")
+        raise ArgumentError("tile windows must form a grid (rows and columns of windows)")
     return start, end, inverse.reshape(-1).astype(np.int64)
 
 
@@ -396,11 +397,11 @@ class _CoreGrid:
             and np.array_equal(self.y0[row], cores[:, 1])
             and np.array_equal(self.y1[row], cores[:, 1] + cores[:, 3])
         ):
-            raise ValueError("tile cores must not overlap (use grid_cores to cut overlaps)")
+            raise ArgumentError("tile cores must not overlap (use grid_cores to cut overlaps)")
         self.table = np.full((len(self.y0), len(self.x0)), -1, np.int64)
         self.table[row, col] = np.arange(len(cores))
         if np.count_nonzero(self.table >= 0) != len(cores):
-            raise ValueError("two tile cores are the same window")
+            raise ArgumentError("two tile cores are the same window")
         self.cores = cores.astype(np.float64)
 
     def locate(self, xy: FloatArray) -> IntArray:
@@ -438,7 +439,7 @@ def fuse_passes(
         The fused boxes and ``(N,)`` the tile of each.
     """
     if a.confidence is None or b.confidence is None:
-        raise ValueError("fusion needs confidence scores")
+        raise ArgumentError("fusion needs confidence scores")
     ta, tb = np.asarray(a_tiles, np.int64).reshape(-1), np.asarray(b_tiles, np.int64).reshape(-1)
     na = len(a)
     both = Detections.merge(
@@ -589,14 +590,14 @@ def merge_tiles(
         The merged boxes (``ids`` dropped), in descending score.
     """
     if det.confidence is None:
-        raise ValueError("merging needs confidence scores")
+        raise ArgumentError("merging needs confidence scores")
     tiles = np.asarray(tile_index, np.int64).reshape(-1)
     win = np.asarray(windows, np.int64).reshape(-1, 4)
     core = grid_cores(win) if cores is None else np.asarray(cores, np.int64).reshape(-1, 4)
     if len(tiles) != len(det):
-        raise ValueError(f"tile_index has {len(tiles)} entries for {len(det)} boxes")
+        raise ArgumentError(f"tile_index has {len(tiles)} entries for {len(det)} boxes")
     if len(core) != len(win):
-        raise ValueError(f"{len(core)} cores for {len(win)} windows")
+        raise ArgumentError(f"{len(core)} cores for {len(win)} windows")
     det = Detections(det.xyxy, det.class_id, det.confidence)
     if len(det) == 0:
         return det

@@ -40,6 +40,7 @@ top-left; windows and cores are ``x, y, w, h`` integer pixels.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import queue
 import threading
@@ -53,6 +54,8 @@ import torch
 
 from deepblock_nb.core.detections import Detections
 from deepblock_nb.core.tiling import tile_windows
+from deepblock_nb.io.images import level_for
+from deepblock_nb.ml.device import out_of_memory_as_error
 from deepblock_nb.ml.merge import ACCURATE, FAST, OVERVIEW, MergeConfig, fuse_passes, grid_cores, merge_tiles
 
 __all__ = [
@@ -293,7 +296,7 @@ def read_window(source: RegionReader, window: Sequence[int], max_side: int) -> n
     scale = max(w, h) / max_side
     tw, th = max(1, round(w / scale)), max(1, round(h / scale))
     levels = list(getattr(source, "levels", None) or [(source.width, source.height)])
-    level = max(i for i, (lw, _) in enumerate(levels) if i == 0 or source.width / lw <= scale)
+    level = level_for(levels, scale, scale)
     lw, lh = levels[level]
     fx, fy = lw / source.width, lh / source.height
     lx, ly = min(int(x * fx), lw - 1), min(int(y * fy), lh - 1)
@@ -460,10 +463,11 @@ def run_tiles(
                 inputs = [t.to(device, non_blocking=pin).float().div_(255.0) for t in batch.tiles]
                 bw = win[batch.start : batch.start + len(inputs)].astype(np.float64)
                 sizes = np.array([[t.shape[2], t.shape[1]] for t in inputs], np.float64)  # read w, h
-                outputs = [model(inputs)]
-                if flip:
-                    mirrored = model([t.flip(-1) for t in inputs])
-                    outputs.append([_unflip(out, float(w)) for out, w in zip(mirrored, sizes[:, 0])])
+                with out_of_memory_as_error(device, bs, "predicting"):
+                    outputs = [model(inputs)]
+                    if flip:
+                        mirrored = model([t.flip(-1) for t in inputs])
+                        outputs.append([_unflip(out, float(w)) for out, w in zip(mirrored, sizes[:, 0])])
                 for (parts, tile_of), out in zip(passes, outputs):
                     dets, index = _to_detections(
                         out, bw[:, :2], bw[:, 2:] / sizes, sizes, category_ids, score_floor
@@ -566,8 +570,28 @@ def predict_image(
         over = _overview_pass(loaded, source, score_floor)
         det = Detections.merge([det, over])
         tile_index = np.concatenate([tile_index, np.full(len(over), OVERVIEW, np.int64)])
-    config = merge if merge is not None else (ACCURATE if accurate else FAST)
+    config = merge if merge is not None else _with_model_nms(ACCURATE if accurate else FAST, loaded.model)
     return merge_tiles(det, tile_index, plan.windows, config, cores=plan.cores)
+
+
+def model_nms_threshold(model: torch.nn.Module) -> float | None:
+    """The IoU above which the detector itself suppresses a box of its class (its
+    NMS), where it states one: torchvision's SSD, RetinaNet, FCOS, Faster R-CNN."""
+    for owner in (model, getattr(model, "roi_heads", None)):
+        value = getattr(owner, "nms_thresh", None)
+        if isinstance(value, (int, float)) and 0.0 < float(value) < 1.0:
+            return float(value)
+    return None
+
+
+def _with_model_nms(config: MergeConfig, model: torch.nn.Module) -> MergeConfig:
+    """Boxes of different tiles compete as the model's own boxes do in one tile: the
+    NMS between tiles is no laxer than the model's NMS (two boxes it would not keep
+    side by side in one tile are not kept side by side across a seam either)."""
+    own = model_nms_threshold(model)
+    if own is None or own >= config.iou_threshold:
+        return config
+    return dataclasses.replace(config, iou_threshold=own)
 
 
 def _wants_overview(loaded: InferenceModel, plan: TilePlan) -> bool:

@@ -24,11 +24,12 @@ score stops rising, more epochs will not help; more labelled boxes will.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ from deepblock_nb.ml.callbacks import (
 )
 from deepblock_nb.ml.checkpoints import build_from_checkpoint, load_checkpoint
 from deepblock_nb.ml.data import Augment, TileDataset, TileItem, collate, epoch_indices, holdout_split
-from deepblock_nb.ml.device import amp_dtype, resolve_device
+from deepblock_nb.ml.device import amp_dtype, out_of_memory_as_error, resolve_device
 from deepblock_nb.ml.models import BuiltModel, build_model
 
 __all__ = [
@@ -271,6 +272,7 @@ def train_detector(
     run_dir: str | Path,
     *,
     config: TrainConfig | None = None,
+    given: Collection[str] = (),
     model: str | nn.Module = "auto",
     weights: str | Path | None = None,
     device: str | torch.device = "auto",
@@ -293,6 +295,10 @@ def train_detector(
         resume_from: a ``last.pt`` to continue (model, optimizer, scheduler, history);
             ``config.epochs`` more epochs run, and an epoch cut short by a stop
             starts again from its beginning (its steps so far stay learned).
+        given: with ``resume_from``, the names of the ``config`` fields the caller
+            passed: those replace the run's saved settings (also when equal to a
+            default); every other setting keeps its saved value. ``config`` itself
+            is never modified.
         history_sink: receives each batch of new history rows (to store them).
         download: fetch missing pretrained weights (None: ``$DEEPBLOCK_DOWNLOAD_WEIGHTS`` decides).
 
@@ -300,7 +306,7 @@ def train_detector(
         The result; the ending (finished, stopped, failed) always leaves ``last.pt``.
         Errors propagate after the checkpoint is written.
     """
-    cfg = config or TrainConfig()
+    cfg = dataclasses.replace(config) if config is not None else TrainConfig()  # never the caller's
     if cfg.epochs is not None and cfg.epochs < 1:
         raise ModelError(f"epochs must be at least 1, got {cfg.epochs}")
     if not train_items:
@@ -345,8 +351,10 @@ def train_detector(
         built = BuiltModel(
             module, str(ckpt["preset"]), dict(ckpt["preset_options"]), int(ckpt["tile_size"]), 0.0, 8
         )
-        saved_cfg = dict(ckpt.get("config") or {})
-        cfg = TrainConfig(**{**saved_cfg, **{k: v for k, v in cfg.to_dict().items() if k in _explicit(cfg)}})
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        saved_cfg = {k: v for k, v in dict(ckpt.get("config") or {}).items() if k in known}
+        passed = {k: v for k, v in cfg.to_dict().items() if k in set(given) | {"epochs"}}
+        cfg = TrainConfig(**{**saved_cfg, **passed})
         if cfg.epochs is None:
             raise ModelError(f"{resume_from}: say how many more epochs to train (epochs=N)")
     else:
@@ -456,16 +464,17 @@ def train_detector(
                     break
                 images, targets = batch
                 images = [im.to(dev, non_blocking=True) for im in images]
-                with torch.autocast(dev.type, dtype=autocast, enabled=autocast is not None):
-                    parts = net(images, _targets_to(targets, dev))
-                loss = sum(parts.values())
-                if not torch.isfinite(loss):
-                    raise ModelError(
-                        f"the loss became {loss.item()} at epoch {epoch + 1}, step {state.global_step + 1}; "
-                        f"try a lower learning rate (lr={cfg.lr:g} now)"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                with out_of_memory_as_error(dev, cfg.batch_size, "training"):
+                    with torch.autocast(dev.type, dtype=autocast, enabled=autocast is not None):
+                        parts = net(images, _targets_to(targets, dev))
+                    loss = sum(parts.values())
+                    if not torch.isfinite(loss):
+                        raise ModelError(
+                            f"the loss became {loss.item()} at epoch {epoch + 1}, step {state.global_step + 1}; "
+                            f"try a lower learning rate (lr={cfg.lr:g} now)"
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 scaler.step(optimizer)
@@ -559,9 +568,3 @@ def _batchable(order: np.ndarray, batch_size: int) -> np.ndarray:
     if batch_size > 1 and len(order) % batch_size == 1:
         return order[:-1]
     return order
-
-
-def _explicit(cfg: TrainConfig) -> set[str]:
-    """Fields of ``cfg`` that differ from the defaults (what a resume call changes)."""
-    default = TrainConfig()
-    return {k for k, v in cfg.to_dict().items() if getattr(default, k) != v} | {"epochs"}

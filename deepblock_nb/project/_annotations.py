@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deepblock_nb.errors import FormatError, ImageReadError, PathError
+from deepblock_nb.errors import ArgumentError, FormatError, ImageReadError, PathError
 from deepblock_nb.io.annotations import (
     AnnotatedImage,
     AnnotationSet,
@@ -26,11 +26,14 @@ from deepblock_nb.io.annotations import (
     write_yolo,
 )
 from deepblock_nb.io.images import probe_image
-from deepblock_nb.project._core import ProjectCore, clip_checked
-from deepblock_nb.store import ImageRecord
+from deepblock_nb.project._checks import clip_checked
+from deepblock_nb.store import ImageRecord, ImportedBox
 from deepblock_nb.store.files import within
 
-__all__ = ["FORMATS", "AnnotationIOMixin", "ImportReport"]
+if TYPE_CHECKING:
+    from deepblock_nb.project._project import Project
+
+__all__ = ["FORMATS", "AnnotationIO", "ImportReport"]
 
 FORMATS = ("coco", "yolo", "voc")
 _IMAGE_SUFFIXES = (".png", ".apng", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".ico", ".jp2", ".svg")
@@ -62,33 +65,22 @@ class ImportReport:
         return "\n".join(lines)
 
 
-class AnnotationIOMixin(ProjectCore):
-    """``import_annotations`` / ``export_annotations`` of the Project."""
+class AnnotationIO:
+    """Reads annotation files into the project, all-or-nothing, and writes them out."""
+
+    def __init__(self, project: Project) -> None:
+        self._p = project
+        self._store = project._store
 
     def import_annotations(
         self,
         path: str | Path,
-        format: str = "coco",
-        images_dir: str | Path | None = None,
-        split: str = "train",
-        classes: list[str] | str | Path | None = None,
-        copy: bool = True,
+        format: str,
+        images_dir: str | Path | None,
+        split: str,
+        classes: list[str] | str | Path | None,
+        copy: bool,
     ) -> ImportReport:
-        """Import boxes (and the images they need) from an annotation file or folder.
-
-        Args:
-            path: a COCO JSON file; a folder of YOLO ``.txt`` labels; a VOC ``.xml``
-                file or a folder of them.
-            images_dir: where the image files named in the annotations lie, for
-                images the project does not have yet (default: the folder of
-                ``path``). Names that point outside it (``../``) are refused.
-            split: the split of newly added images.
-            classes: YOLO only: class names, or a ``classes.txt`` / ``data.yaml`` path.
-            copy: copy new images into the project (``False`` keeps references).
-
-        Images already in the project are matched by file name; their boxes are
-        added to the existing ones.
-        """
         path = Path(path).expanduser()
         fmt = _check_format(format)
         base = (
@@ -104,12 +96,7 @@ class AnnotationIOMixin(ProjectCore):
             aset = read_yolo(path, classes=classes, image_sizes=lambda stem: self._size_by_stem(stem, base))
         return self._apply_annotation_set(aset, fmt, path, base, split, copy)
 
-    def export_annotations(self, path: str | Path, format: str = "coco", split: str | None = None) -> Path:
-        """Write the project's boxes: a COCO JSON file, or a folder for YOLO / VOC.
-
-        COCO keeps the project's category and image ids; boxes imported from COCO
-        and not edited since are written with exactly the floats they came with.
-        """
+    def export_annotations(self, path: str | Path, format: str, split: str | None) -> Path:
         path = Path(path).expanduser()
         fmt = _check_format(format)
         aset = self._annotation_set(split)
@@ -117,8 +104,8 @@ class AnnotationIOMixin(ProjectCore):
             write_coco(
                 path,
                 aset,
-                category_ids={c.name: c.id for c in self.categories},
-                image_ids={im.name: im.id for im in self.images(split)},
+                category_ids={c.name: c.id for c in self._p.categories},
+                image_ids={im.name: im.id for im in self._p.images(split)},
             )
         elif fmt == "yolo":
             write_yolo(path, aset)
@@ -128,31 +115,26 @@ class AnnotationIOMixin(ProjectCore):
 
     # -- internals ---------------------------------------------------------------
     def _annotation_set(self, split: str | None) -> AnnotationSet:
-        names = {c.id: c.name for c in self.categories}
+        names = {c.id: c.name for c in self._p.categories}
         images: list[AnnotatedImage] = []
-        for rec in self.images(split):
-            rows = self._db.cx.execute(
-                "SELECT category_id, x1, y1, x2, y2, src_w, src_h FROM annotations WHERE image_id = ? ORDER BY id",
-                (rec.id,),
-            ).fetchall()
-            a = np.asarray([r[:5] for r in rows], dtype=np.float64).reshape(-1, 5)
-            xyxy = a[:, 1:5]
+        for rec in self._p.images(split):
+            boxes = self._store.annotations.for_export(rec.id)
+            xyxy = boxes.xyxy
             xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
-            for i, r in enumerate(rows):  # the exact imported width/height, where kept
-                if r[5] is not None:
-                    xywh[i, 2:] = (r[5], r[6])
+            exact = ~np.isnan(boxes.src_wh[:, 0])
+            xywh[exact, 2:] = boxes.src_wh[exact]  # the exact imported width/height, where kept
             images.append(
                 AnnotatedImage(
                     file_name=rec.name,
                     width=rec.width,
                     height=rec.height,
                     xyxy=xyxy,
-                    category=[names[int(c)] for c in a[:, 0]],
+                    category=[names[int(c)] for c in boxes.category_id],
                     source_id=rec.id,
                     xywh=xywh,
                 )
             )
-        return AnnotationSet(categories=[c.name for c in self.categories], images=images)
+        return AnnotationSet(categories=[c.name for c in self._p.categories], images=images)
 
     @staticmethod
     def _name_by_stem(stem: str, base: Path, existing: dict[str, ImageRecord]) -> str:
@@ -166,7 +148,7 @@ class AnnotationIOMixin(ProjectCore):
         return stem
 
     def _size_by_stem(self, stem: str, base: Path) -> tuple[int, int]:
-        for rec in self.images():
+        for rec in self._p.images():
             if Path(rec.name).stem == stem:
                 return (rec.width, rec.height)
         for suffix in _IMAGE_SUFFIXES:
@@ -174,13 +156,15 @@ class AnnotationIOMixin(ProjectCore):
                 if candidate.is_file():
                     info = probe_image(candidate)
                     return (int(info.width), int(info.height))
-        raise FormatError(f"YOLO label {stem}.txt: no image named {stem}.* in the project or in {base}", stem)
+        raise FormatError(
+            f"YOLO label {stem}.txt: no image named {stem}.* in the project or in {base}", base / f"{stem}.txt"
+        )
 
     def _apply_annotation_set(
         self, aset: AnnotationSet, fmt: str, path: Path, base: Path, split: str, copy: bool
     ) -> ImportReport:
         report = ImportReport(path=path, format=fmt, warnings=list(aset.warnings))
-        existing = {rec.name: rec for rec in self.images()}
+        existing = {rec.name: rec for rec in self._p.images()}
         # 1. find every image: in the project, else under images_dir
         to_add: list[tuple[AnnotatedImage, Path]] = []
         matched: list[tuple[AnnotatedImage, ImageRecord]] = []
@@ -213,11 +197,11 @@ class AnnotationIOMixin(ProjectCore):
                 f"{shown}. Pass images_dir= the folder that holds them. Nothing was imported.",
                 path,
             )
-        with self._staging() as staged:
+        with self._p._staging() as staging:
             entries = []
             for _, file in to_add:
                 try:
-                    entries.append(self._stage_image(file, copy, Path(file).name, staged))
+                    entries.append(staging.stage(file, copy, Path(file).name))
                 except ImageReadError as exc:
                     raise ImageReadError(f"{exc} (named in {path}); nothing was imported", file) from exc
             # 2. sizes stated by the file must match the real images
@@ -235,32 +219,30 @@ class AnnotationIOMixin(ProjectCore):
             # 3. boxes: refuse inverted/outside, clip partial ones
             prepared = [self._prepare_boxes(path, item, w, h) for item, w, h in sized]
             report.boxes_clipped = sum(p[3] for p in prepared)
-            with self._db.write() as cx:
-                known = {c.name: c.id for c in self.categories}
-                for name in aset.categories:
-                    if name not in known:
-                        known[name] = self.add_category(name).id
-                        report.categories_added.append(name)
-                new_ids = self._insert_images(cx, entries, split, staged)
+            # 4. one transaction; its events are announced only once it commits
+            with self._store.write():
+                # a file's names are matched as the project keeps names: stripped
+                known = {c.name: c.id for c in self._p.categories}
+                needed = list(aset.categories) + [c for _, cats, _, _ in prepared for c in cats]
+                for name in dict.fromkeys(needed):
+                    key = str(name).strip()
+                    if not key:
+                        raise FormatError(f"{path}: a category has an empty name; nothing was imported", path)
+                    if key not in known:
+                        known[key] = self._p.add_category(key).id
+                        report.categories_added.append(key)
+                    known[name] = known[key]
+                new_ids = self._p._insert_images(staging, entries, split)
                 image_ids = new_ids + [rec.id for _, rec in matched]
-                rows = []
-                for image_id, (xyxy, cats, src_wh, _) in zip(image_ids, prepared):
-                    for b, c, s in zip(xyxy.tolist(), cats, src_wh):
-                        if c not in known:
-                            known[c] = self.add_category(c).id
-                            report.categories_added.append(c)
-                        rows.append((image_id, known[c], *b, *s, fmt))
-                cx.executemany(
-                    "INSERT INTO annotations(image_id, category_id, x1, y1, x2, y2, src_w, src_h, source) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
+                boxes = [
+                    ImportedBox(image_id, known[c], tuple(b), s[0], s[1], fmt)  # type: ignore[arg-type]
+                    for image_id, (xyxy, cats, src_wh, _) in zip(image_ids, prepared)
+                    for b, c, s in zip(xyxy.tolist(), cats, src_wh)
+                ]
+                report.boxes_added = self._store.annotations.add_imported(boxes)
+                self._p._emit("annotations", action="imported", image=None, ids=None)
         report.images_added = len(entries)
         report.images_matched = len(matched)
-        report.boxes_added = len(rows)
-        if entries:
-            self._emit("images", action="added", images=[self.image(i) for i in new_ids])
-        self._emit("annotations", action="imported", image=None)
         return report
 
     @staticmethod
@@ -289,5 +271,5 @@ class AnnotationIOMixin(ProjectCore):
 def _check_format(fmt: str) -> str:
     f = str(fmt).lower().replace("pascal_voc", "voc").replace("pascal-voc", "voc")
     if f not in FORMATS:
-        raise ValueError(f"unknown annotation format {fmt!r}; choose from {', '.join(FORMATS)}")
+        raise ArgumentError(f"unknown annotation format {fmt!r}; choose from {', '.join(FORMATS)}")
     return f

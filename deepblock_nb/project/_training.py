@@ -1,129 +1,94 @@
-"""Training from the Project: ``project.train(...)`` starts a background Job."""
+"""Training for the Project: ``project.train(...)`` starts a background Job."""
 
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepblock_nb.errors import ModelError, RecordNotFoundError
+from deepblock_nb.errors import ArgumentError, ArgumentTypeError, ModelError, RecordNotFoundError
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from deepblock_nb.jobs import Job
     from deepblock_nb.ml.data import TileItem
+    from deepblock_nb.project._project import Project
 
-__all__ = ["TrainingMixin"]
+__all__ = ["Training"]
+
+#: run settings kept in the run's config that are not TrainConfig fields
+_RUN_ONLY = ("weights", "download")
 
 
-class TrainingMixin:
-    """``train`` and ``runs``; mixed into :class:`deepblock_nb.Project`."""
+class Training:
+    """Plans runs, starts their jobs and records them in the store."""
 
-    path: Path
-    _db: Any
-    _jobs: Any
-    if TYPE_CHECKING:
-        categories: list[Any]
-
-        def images(self, split: str | None = None) -> list[Any]: ...
-        def annotations(self, image: Any) -> Any: ...
-        def tiles(self, image: Any) -> list[tuple[int, int, int, int]]: ...
-        def run_dir(self, run_id: int) -> Path: ...
-        def _emit(self, topic: str, **payload: Any) -> None: ...
+    def __init__(self, project: Project) -> None:
+        self._p = project
+        self._runs = project._store.runs
 
     def train(
-        self,
-        epochs: int | None = None,
-        model: Any = "auto",
-        batch_size: int | None = None,
-        lr: float | None = None,
-        device: str = "auto",
-        resume: bool | int = False,
-        weights: str | Path | None = None,
-        download: bool | None = None,
-        **options: Any,
+        self, epochs: int | None, model: Any, device: str, resume: bool | int, given: dict[str, Any]
     ) -> Job:
-        """Train a detector on the train split's tiles in the background.
-
-        Returns at once with a Job: ``job.status``, ``job.progress``, ``job.history``
-        (a DataFrame: one row per step with the loss and its parts, one per epoch
-        with the loss, the training score and seconds), ``job.stop()`` (ends within
-        one batch, keeping a resumable ``last.pt``), ``job.wait()``. ``job.result``
-        is the run id. A train asked for while another job runs waits its turn.
-
-        The training score is mAP@0.5 measured each epoch on a fixed held-out part
-        of the labelled train images (whole images; the history's ``score_on``
-        column says what), and ``best.pt`` is the best epoch there. The evaluate
-        split is never read while training: Evaluate alone scores on it.
-
-        How many epochs: by default the trainer decides (at most about 15 with
-        ~1000 boxes per category, more for few labels, ending with a short decay
-        once the held-out score stops rising). When the score stops rising, label
-        more boxes rather than train longer.
-
-        Args:
-            epochs: epochs to run; None (default) lets the trainer decide; with
-                ``resume``, the rest of the planned epochs, or this many more.
-            model: ``"auto"`` (the small preset on a CPU), a preset name (see
-                ``deepblock_nb.ml.models.list_presets()``) or a torch detection module.
-            batch_size, lr: None takes the preset's defaults.
-            device: ``"auto"`` (CUDA, then MPS, else CPU), ``"cpu"``, ``"cuda"``, ...
-            resume: True continues the newest run from its ``last.pt``; a run id
-                continues that run.
-            weights: a local weights file to start from (detector or backbone).
-            download: fetch missing pretrained weights (None: on unless ``DEEPBLOCK_DOWNLOAD_WEIGHTS=0``).
-            **options: more settings of :class:`deepblock_nb.ml.train.TrainConfig`
-                (``tile_size``, ``patience``, ``augment``, ``empty_rate``, ``holdout``,
-                ``num_workers``, ``seed``, ...).
-        """
+        """Start a training job; ``given``: the settings the caller passed (by name)."""
         from deepblock_nb.ml.train import TrainConfig
 
-        known = {f.name for f in dataclasses.fields(TrainConfig)} - {"epochs", "batch_size", "lr"}
-        unknown = sorted(set(options) - known)
+        known = {f.name for f in dataclasses.fields(TrainConfig)} - {"epochs"}
+        unknown = sorted(set(given) - known - set(_RUN_ONLY))
         if unknown:
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
-        if epochs is not None and int(epochs) < 1:
-            raise ValueError(f"epochs must be at least 1, got {epochs}")
-        if not self._categories_ids():
+        if epochs is not None:
+            if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
+                raise ArgumentError(
+                    f"epochs must be a whole number of at least 1 (or None: automatic), got {epochs!r}"
+                )
+            epochs = int(epochs)
+        if not self._category_ids():
             raise ModelError("the project has no categories; add one with project.add_category(name)")
-
         if isinstance(model, str):
             from deepblock_nb.ml.models import resolve_preset_name
 
             resolve_preset_name(model)  # an unknown name fails here, not in the thread
         run_id, resume_from = self._plan_run(resume)
-        cfg = TrainConfig(epochs=None if epochs is None else int(epochs), batch_size=batch_size, lr=lr, **options)
+        settings = {k: v for k, v in given.items() if k in known}
+        cfg = TrainConfig(epochs=epochs, **settings)
+        weights = given.get("weights")
+        download = given.get("download")
         config = {**cfg.to_dict(), "device": device, "weights": None if weights is None else str(weights)}
         if run_id is None:
-            name = model if isinstance(model, str) else "custom"
             config["target_epochs"] = cfg.epochs
-            run_id = int(self._db.create_run(name, config))
+            run_id = self._runs.create(model if isinstance(model, str) else "custom", config, status="queued")
+            self._p._emit("runs", action="created", run=run_id, report=None)
         else:
-            run = self._db.run(run_id) or {}
-            old = dict(run.get("config") or {})
-            config["target_epochs"] = old.get("target_epochs")
-            self._db.update_run(run_id, status="queued", config={**old, **config})
-        self._emit("runs", run_id=run_id)
-        more = None if epochs is None else int(epochs)
+            old = dict((self._runs.get(run_id) or {}).get("config") or {})
+            # a resume keeps the run's saved settings but for those passed now
+            passed = {k: config[k] for k in (*settings, *(k for k in _RUN_ONLY if k in given))}
+            self._runs.update(run_id, status="queued", config={**old, **passed, "device": device})
+            self._p._emit("runs", action="queued", run=run_id, report=None)
+        more = epochs
 
         def work(job: Job) -> None:
+            run_cfg = cfg
             if resume_from is not None:
-                cfg.epochs = self._epochs_to_resume(run_id, more)
-            self._train_work(job, run_id, cfg, model, weights, device, resume_from, download)
+                run_cfg = dataclasses.replace(cfg, epochs=self._epochs_to_resume(run_id, more))
+            self._train_work(
+                job, run_id, run_cfg, set(settings), model, weights, device, resume_from, download
+            )
 
-        job = self._jobs.submit("train", work, description=f"train run {run_id}")
+        job = self._p._jobs.submit("train", work, description=f"train run {run_id}")
         job.result = run_id
+        job.on("done", lambda j: self._ended_unstarted(j, run_id))
         return job
 
     def runs(self) -> pd.DataFrame:
         """Every training run: id, model, status, epochs done, best score, times, config."""
         import pandas as pd
 
-        rows = self._db.runs()
-        frame = pd.DataFrame(rows)
+        frame = pd.DataFrame(self._runs.all())
         if frame.empty:
             return pd.DataFrame(
                 columns=["id", "model", "status", "epochs_done", "best_score", "created", "finished"]
@@ -134,28 +99,36 @@ class TrainingMixin:
         return frame
 
     # -- internals ----------------------------------------------------------------
-    def _categories_ids(self) -> list[int]:
-        return sorted(int(c.id) for c in self.categories)
+    def _category_ids(self) -> list[int]:
+        return sorted(int(c.id) for c in self._p.categories)
+
+    def _ended_unstarted(self, job: Job, run_id: int) -> None:
+        """A train job stopped while queued never ran: its run is marked stopped."""
+        if job.started is None and (self._runs.get(run_id) or {}).get("status") == "queued":
+            self._runs.update(run_id, status="stopped", finished=True)
+            self._p._emit("runs", action="ended", run=run_id, report=None)
 
     def _plan_run(self, resume: bool | int) -> tuple[int | None, Path | None]:
         """(run id, checkpoint to resume) or (None, None) for a new run."""
         if resume is False or resume is None:
             return None, None
-        run_id = self._db.last_run_id(status=None) if resume is True else int(resume)
-        if run_id is None or self._db.run(run_id) is None:
+        if not isinstance(resume, (bool, int)):
+            raise ArgumentTypeError(f"resume is True, False or a run id, not {type(resume).__name__}")
+        run_id = self._runs.last_id(status=None) if resume is True else int(resume)
+        if run_id is None or self._runs.get(run_id) is None:
             raise RecordNotFoundError(
                 "no training run to resume; call project.train(...) without resume"
                 if resume is True
                 else f"no run {resume} to resume"
             )
-        last = self.run_dir(run_id) / "last.pt"
-        if not last.is_file() and self._jobs.active is None:
+        last = self._p.run_dir(run_id) / "last.pt"
+        if not last.is_file() and self._p._jobs.active is None:
             raise ModelError(f"run {run_id} has no {last.name} to resume from ({last}); start a new run")
         return int(run_id), last
 
     def _epochs_to_resume(self, run_id: int, more: int | None) -> int:
         """Epochs for a resumed run: ``more``, else the rest of its planned epochs."""
-        run = self._db.run(run_id) or {}
+        run = self._runs.get(run_id) or {}
         done = int(run.get("epochs_done") or 0)
         config = dict(run.get("config") or {})
         if more is None:
@@ -165,8 +138,7 @@ class TrainingMixin:
                 raise ModelError(
                     f"run {run_id} already finished its {planned} epochs; pass epochs=N to train N more"
                 )
-        config["target_epochs"] = done + more
-        self._db.update_run(run_id, config=config)
+        self._runs.update(run_id, config={**config, "target_epochs": done + more})
         return more
 
     def _tile_items(self, split: str, category_ids: list[int]) -> list[TileItem]:
@@ -175,32 +147,34 @@ class TrainingMixin:
         from deepblock_nb.ml.data import TileItem
 
         items = []
-        for rec in self.images(split=split):
-            det = self.annotations(rec)
+        for rec in self._p.images(split=split):
+            det = self._p.annotations(rec)
             keep = np.isin(det.class_id, category_ids)
             xyxy, cids = det.xyxy[keep], det.class_id[keep]
-            for window in self.tiles(rec):
+            for window in rec.windows():
                 x, y, w, h = (int(v) for v in window)
                 items.append(TileItem(Path(rec.path), (x, y, w, h), xyxy, cids, (rec.width, rec.height)))
         return items
 
     def _store_history(self, run_id: int, rows: list[dict[str, Any]]) -> None:
-        self._db.add_history(run_id, rows)
         epochs = [r for r in rows if r.get("kind") == "epoch"]
-        if epochs:
-            best = next((r for r in reversed(epochs) if r.get("best")), None)  # the newest best
-            self._db.update_run(
-                run_id,
-                epochs_done=int(epochs[-1]["epoch"]),
-                best_score=None if best is None else best["score"],
-            )
-            self._emit("runs", run_id=run_id)
+        with self._p._store.write():
+            self._runs.add_history(run_id, rows)
+            if epochs:
+                best = next((r for r in reversed(epochs) if r.get("best")), None)  # the newest best
+                self._runs.update(
+                    run_id,
+                    epochs_done=int(epochs[-1]["epoch"]),
+                    best_score=None if best is None else best["score"],
+                )
+                self._p._emit("runs", action="progress", run=run_id, report=None)
 
     def _train_work(
         self,
         job: Job,
         run_id: int,
         cfg: Any,
+        given: set[str],
         model: Any,
         weights: str | Path | None,
         device: str,
@@ -211,9 +185,9 @@ class TrainingMixin:
 
         status = "failed"
         try:
-            self._db.update_run(run_id, status="running")
-            self._emit("runs", run_id=run_id)
-            category_ids = self._categories_ids()
+            self._runs.update(run_id, status="running")
+            self._p._emit("runs", action="running", run=run_id, report=None)
+            category_ids = self._category_ids()
             # a snapshot: boxes added while training are used by the next run
             train_items = self._tile_items("train", category_ids)
             job.set_progress(0.0, f"run {run_id}: {len(train_items)} training tiles")
@@ -221,31 +195,31 @@ class TrainingMixin:
                 job,
                 train_items,
                 category_ids,
-                self.run_dir(run_id),
+                self._p.run_dir(run_id),
                 config=cfg,
+                given=given,
                 model=model,
                 weights=weights,
                 device=device,
                 resume_from=resume_from,
                 history_sink=lambda rows: self._store_history(run_id, rows),
-                cache_dir=self.path / "cache",
+                cache_dir=self._p.path / "cache",
                 download=download,
             )
             status = result.status
-            if cfg.epochs is None:  # the trainer chose: a resume continues its plan
-                run = self._db.run(run_id) or {}
-                self._db.update_run(
-                    run_id, config={**dict(run.get("config") or {}), "target_epochs": result.target_epoch}
+            with self._p._store.write():
+                if cfg.epochs is None:  # the trainer chose: a resume continues its plan
+                    config = dict((self._runs.get(run_id) or {}).get("config") or {})
+                    self._runs.update(run_id, config={**config, "target_epochs": result.target_epoch})
+                self._runs.update(
+                    run_id,
+                    status=status,
+                    best_score=result.best_score if result.best_score >= 0 else None,
+                    epochs_done=result.epochs_done,
+                    finished=True,
                 )
-            self._db.update_run(
-                run_id,
-                status=status,
-                best_score=result.best_score if result.best_score >= 0 else None,
-                epochs_done=result.epochs_done,
-                finished=True,
-            )
             job.result = run_id
         finally:
             if status == "failed":
-                self._db.update_run(run_id, status="failed", finished=True)
-            self._emit("runs", run_id=run_id)
+                self._runs.update(run_id, status="failed", finished=True)
+            self._p._emit("runs", action="ended", run=run_id, report=None)

@@ -222,7 +222,7 @@ def test_grid_divides_without_touching_the_file(project: dbn.Project, tmp_path: 
     project.set_grid(rec, 2, 3)
     tiles = project.tiles(rec)
     assert len(tiles) == 6 and sum(w * h for _, _, w, h in tiles) == 300 * 200
-    assert project.image(rec).grid == dbn.project._core.Grid(2, 3, 0.0)
+    assert project.image(rec).grid == dbn.store.Grid(2, 3, 0.0)
     assert project.suggest_grid(rec, tile_size=100) == (2, 3)
     with pytest.raises(ValueError):
         project.set_grid(rec, 0, 3)

@@ -24,7 +24,7 @@ TIMEOUT = 120
 
 def _add_run(project: dbn.Project, tile_size: int = 500) -> int:
     """A finished run whose checkpoint holds the rectangle detector (a custom module)."""
-    run_id = project._db.create_run(CUSTOM, {"model": "rectangles"})
+    run_id = project._store.runs.create(CUSTOM, {"model": "rectangles"})
     save_checkpoint(
         {
             "model_state": RectangleDetector().state_dict(),
@@ -37,7 +37,7 @@ def _add_run(project: dbn.Project, tile_size: int = 500) -> int:
         },
         project.run_dir(run_id) / "best.pt",
     )
-    project._db.update_run(run_id, status="finished", finished=True)
+    project._store.runs.update(run_id, status="finished", finished=True)
     return run_id
 
 
@@ -106,7 +106,7 @@ def test_predict_every_object_once_and_threshold_filters_without_rerunning(
         hits = match(truth, pred)
         assert (hits == 1).all() and len(pred) == len(truth), name
         assert best_iou(truth, pred).min() > 0.99, name
-        assert project._db.prediction_run(project.image(name).id) == run_id
+        assert project._store.predictions.current_run(project.image(name).id) == (True, run_id)
 
     # the slider filters the stored boxes; the model does not run again
     big = project.images("predict")[0].name

@@ -35,7 +35,9 @@ def shapes_project(tmp_path: Path):  # type: ignore[no-untyped-def]
     project.close()
 
 
-def test_training_never_reads_the_evaluate_split(shapes_project: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_never_reads_the_evaluate_split(
+    shapes_project: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Evaluate alone scores on the evaluate split: training, its per-epoch score and
     the choice of best.pt read only train images (every pixel passes through open_image)."""
     import deepblock_nb.io.images as images_mod
@@ -82,7 +84,7 @@ def test_train_resume_and_runs(shapes_project: Any) -> None:
     runs = project.runs()
     row = runs.set_index("id").loc[run_id]
     assert row["status"] == "finished" and row["epochs_done"] == 3
-    stored = project._db.history(run_id)
+    stored = project._store.runs.history(run_id)
     assert [r["epoch"] for r in stored if r["kind"] == "epoch"] == [1, 2, 3]
 
 
