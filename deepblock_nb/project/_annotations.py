@@ -157,7 +157,8 @@ class AnnotationIO:
                     info = probe_image(candidate)
                     return (int(info.width), int(info.height))
         raise FormatError(
-            f"YOLO label {stem}.txt: no image named {stem}.* in the project or in {base}", base / f"{stem}.txt"
+            f"YOLO label {stem}.txt: no image named {stem}.* in the project or in {base}",
+            base / f"{stem}.txt",
         )
 
     def _apply_annotation_set(

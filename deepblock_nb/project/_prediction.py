@@ -205,8 +205,9 @@ class Prediction:
                 "project.add_image(path, split='evaluate') (or import annotations with split='evaluate')"
             )
         truth = {rec.id: self._p.annotations(rec) for rec in records}
-        labelled = [rec for rec in records if len(truth[rec.id])]
-        if not labelled:
+        # labelled, or reviewed without boxes (a true negative); others may not be labelled yet
+        labelled = [rec for rec in records if len(truth[rec.id]) or rec.reviewed]
+        if not any(len(truth[rec.id]) for rec in labelled):
             raise ArgumentError(
                 f"none of the {len(records)} evaluate images has boxes: label them (project.add_box) "
                 "or import their annotations"

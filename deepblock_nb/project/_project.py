@@ -308,6 +308,20 @@ class Project:
         self._emit("images", action="split", images=[new])
         return new
 
+    def set_reviewed(self, image: ImageLike, reviewed: bool = True) -> ImageRecord:
+        """Mark an image done (``reviewed=True``): its boxes, even none, are all the
+        objects it holds. A reviewed image without boxes is a true negative: its
+        tiles train as background and Evaluate counts boxes predicted on it as false
+        positives. Images neither reviewed nor labelled are left out of both (they
+        may simply not be labelled yet)."""
+        if not isinstance(reviewed, bool):
+            raise ArgumentError(f"reviewed is True or False, not {reviewed!r}")
+        rec = self.image(image)
+        self._store.images.set_reviewed(rec.id, reviewed)
+        new = self.image(rec.id)
+        self._emit("images", action="reviewed", images=[new])
+        return new
+
     def open_image(self, image: ImageLike, cache_bytes: int | None = None) -> ImageSource:
         """The image's pixels through a bounded-memory reader (derived caches under cache/).
 
@@ -468,6 +482,9 @@ class Project:
         is the run id. A train asked for while another job runs waits its turn; one
         stopped before it started leaves its run "stopped".
 
+        Images of the train split without boxes train only when marked reviewed
+        (:meth:`set_reviewed`, true negatives); others may not be labelled yet.
+
         The training score is mAP@0.5 measured each epoch on a fixed held-out part
         of the labelled train images (whole images; the history's ``score_on``
         column says what), and ``best.pt`` is the best epoch there. The evaluate
@@ -563,8 +580,9 @@ class Project:
         the evaluation started. The report is stored with the run
         (``project.evaluations(run)``), and its ``best_threshold`` becomes
         ``project.threshold`` unless the user has set one (a "threshold" event says
-        so when it moves). Evaluate images without boxes are left out. ``model``: as
-        for :meth:`predict`.
+        so when it moves). Evaluate images without boxes are left out unless marked
+        reviewed (:meth:`set_reviewed`: then boxes predicted there count as false
+        positives). ``model``: as for :meth:`predict`.
 
         Raises:
             ArgumentError: no evaluate images, or none with boxes.

@@ -149,6 +149,8 @@ class Training:
         items = []
         for rec in self._p.images(split=split):
             det = self._p.annotations(rec)
+            if not len(det) and not rec.reviewed:
+                continue  # never labelled: its objects must not train as background
             keep = np.isin(det.class_id, category_ids)
             xyxy, cids = det.xyxy[keep], det.class_id[keep]
             for window in rec.windows():

@@ -42,7 +42,7 @@ PAYLOADS: dict[str, tuple[str, ...]] = {
 
 #: topic -> the values its ``action`` takes
 ACTIONS: dict[str, tuple[str, ...]] = {
-    "images": ("added", "removed", "split"),
+    "images": ("added", "removed", "split", "reviewed"),
     "annotations": ("added", "updated", "deleted", "imported"),
     "categories": ("added", "renamed", "recolored", "removed"),
     "predictions": ("stored", "cleared"),

@@ -14,7 +14,8 @@ from deepblock_nb.store.records import Grid, ImageRecord
 __all__ = ["Images", "StagedImage"]
 
 _COLUMNS = (
-    "id, name, path, copied, hash, size, width, height, format, split, grid_rows, grid_cols, grid_overlap"
+    "id, name, path, copied, hash, size, width, height, format, split, grid_rows, grid_cols, grid_overlap, "
+    "reviewed"
 )
 
 #: what an insert needs of one image (built by the project's file staging)
@@ -49,6 +50,7 @@ class Images:
             hash=str(r["hash"]),
             size=int(r["size"]),
             copied=bool(r["copied"]),
+            reviewed=r["reviewed"] is not None,
         )
 
     def all(self, split: str | None = None) -> list[ImageRecord]:
@@ -108,6 +110,13 @@ class Images:
     def set_split(self, image_id: int, split: str) -> None:
         with self._db.write() as cx:
             cx.execute("UPDATE images SET split = ? WHERE id = ?", (split, int(image_id)))
+
+    def set_reviewed(self, image_id: int, reviewed: bool) -> None:
+        with self._db.write() as cx:
+            cx.execute(
+                "UPDATE images SET reviewed = ? WHERE id = ?",
+                (time.time() if reviewed else None, int(image_id)),
+            )
 
     def set_grid(self, image_id: int, grid: Grid | None) -> None:
         values = (None, None, None) if grid is None else (int(grid.rows), int(grid.cols), float(grid.overlap))

@@ -63,6 +63,8 @@ class ImageRecord:
     ``path`` is where the pixels are read from: the copy under ``images/`` or, for
     images added with ``copy=False``, the original file. ``width`` and ``height``
     are full-resolution pixels; ``grid`` is None until the image is divided.
+    ``reviewed``: a user marked the image done, so its boxes (maybe none) are
+    complete: without boxes it is a true negative in training and Evaluate.
     """
 
     id: int
@@ -76,6 +78,7 @@ class ImageRecord:
     hash: str
     size: int
     copied: bool
+    reviewed: bool = False
 
     @property
     def image_wh(self) -> tuple[int, int]:

@@ -94,6 +94,11 @@ MIGRATIONS: list[str] = [
         SELECT p.image_id, p.run_id, 0 FROM predictions p
         WHERE p.id = (SELECT max(q.id) FROM predictions q WHERE q.image_id = p.image_id);
     """,
+    # 2 -> 3: an image a user has reviewed ("done"): its boxes are all there is, so
+    # without boxes it is a true negative for training and Evaluate.
+    """
+    ALTER TABLE images ADD COLUMN reviewed REAL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

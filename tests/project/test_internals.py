@@ -246,3 +246,39 @@ def test_resume_uses_a_passed_value_even_when_it_is_the_default(project: dbn.Pro
     assert config["empty_rate"] == 0.5  # not passed: the run's saved value
     stored = project._store.runs.get(run_id)["config"]
     assert stored["augment"] is True and stored["empty_rate"] == 0.5
+
+
+# -- reviewed images ---------------------------------------------------------------------
+def test_a_reviewed_empty_evaluate_image_counts_its_false_positives(
+    project: dbn.Project, tmp_path: Path
+) -> None:
+    labelled = project.add_image(_scene(tmp_path / "l.png"), split="evaluate", name="labelled.png")
+    project.add_box(labelled, "red", [30, 20, 90, 60])
+    project.add_box(labelled, "blue", [200, 120, 260, 180])
+    empty = project.add_image(_scene(tmp_path / "e.png"), split="evaluate", name="empty.png")
+    run = _add_run(project, RectangleDetector())
+    recorder = Recorder(project)
+
+    first = project.evaluate(run=run, model=RectangleDetector()).wait(TIMEOUT, raise_on_error=True).result
+    assert first.precision == pytest.approx(1.0)  # the unreviewed image without boxes is left out
+
+    assert not empty.reviewed
+    empty = project.set_reviewed(empty)
+    assert empty.reviewed and project.image("empty.png").reviewed
+    assert ("images", "reviewed") in [(t, p.get("action")) for t, p, _ in recorder.events]
+    second = project.evaluate(run=run, model=RectangleDetector()).wait(TIMEOUT, raise_on_error=True).result
+    # the two rectangles on the reviewed empty image are false positives now
+    assert second.recall == pytest.approx(1.0) and second.precision == pytest.approx(0.5)
+    assert not project.set_reviewed(empty, False).reviewed
+
+
+def test_train_tiles_come_from_labelled_or_reviewed_images_only(project: dbn.Project, tmp_path: Path) -> None:
+    labelled = project.add_image(write_png(tmp_path / "a.png", 64, 64))
+    project.add_box(labelled, "red", [5, 5, 40, 40])
+    unlabelled = project.add_image(write_png(tmp_path / "b.png", 64, 64, seed=1))
+    ids = [c.id for c in project.categories]
+    names = {Path(t.image_path).name for t in project._training._tile_items("train", ids)}
+    assert names == {"a.png"}
+    project.set_reviewed(unlabelled)
+    names = {Path(t.image_path).name for t in project._training._tile_items("train", ids)}
+    assert names == {"a.png", "b.png"}

@@ -149,3 +149,36 @@ def test_a_thread_connection_is_closed_when_its_thread_ends(tmp_path: Path) -> N
     assert db.open_connections == 1
     db.close()
     assert db.open_connections == 0
+
+
+def test_a_version_1_project_migrates_with_its_current_predictions(tmp_path: Path) -> None:
+    from deepblock_nb.store import Images
+    from deepblock_nb.store.database import _statements
+    from deepblock_nb.store.schema import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    cx = sqlite3.connect(path)
+    for statement in _statements(MIGRATIONS[0]):
+        cx.execute(statement)
+    cx.execute("INSERT INTO meta(key, value) VALUES ('schema_version', '1')")
+    cx.execute("INSERT INTO categories(id, name, color) VALUES (1, 'a', '#000')")
+    cx.execute(
+        "INSERT INTO images(id, name, path, copied, hash, size, width, height, format, split, added) "
+        "VALUES (1, 'x.png', 'images/x.png', 1, 'h', 1, 10, 10, 'PNG', 'predict', 0)"
+    )
+    cx.execute("INSERT INTO runs(id, model, config, status, created) VALUES (1, 'm', '{}', 'finished', 0)")
+    cx.execute("INSERT INTO runs(id, model, config, status, created) VALUES (2, 'm', '{}', 'finished', 0)")
+    for run in (1, 2):
+        cx.execute(
+            "INSERT INTO predictions(image_id, run_id, category_id, x1, y1, x2, y2, score) "
+            "VALUES (1, ?, 1, 0, 0, 5, 5, 0.9)",
+            (run,),
+        )
+    cx.commit()
+    cx.close()
+    db = Database(path)
+    assert db.schema_version == SCHEMA_VERSION
+    assert Predictions(db).current_run(1) == (True, 2)  # the newest row's run, as before
+    image = Images(db, tmp_path).by_id(1)
+    assert image is not None and not image.reviewed
+    db.close()
