@@ -1,14 +1,16 @@
 """ImageView: one project image on an ipycanvas MultiCanvas with pan and zoom.
 
 Layers: 0 the image pixels, 1 overlays (boxes, grid lines), 2 interaction
-(the rubber band while drawing). Only the visible part of the image is read, at
-the coarsest resolution that fills the canvas: the overview while zoomed out,
-``read_region`` on a pyramid level when zoomed in. Never the whole full-resolution
-image.
+(the rubber band while drawing). The image is painted from PNG tiles at the
+power-of-two zoom level the view needs (see ``_tiles``): each tile is read once
+(from the overview or ``read_region`` on a pyramid level, never the whole
+full-resolution image), sent once, and kept in the browser, so panning back to
+a place already seen sends no pixels.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -16,15 +18,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from ipycanvas import MultiCanvas, hold_canvas
-from PIL import Image
 
+from deepblock_nb.widgets._boxindex import BoxIndex
+from deepblock_nb.widgets._tiles import TileCache
 from deepblock_nb.widgets._util import DRAW_LOCK
-from deepblock_nb.widgets._viewport import Viewport, convert, fit, pan, render_plan, zoom_at
+from deepblock_nb.widgets._viewport import Viewport, convert, fit, pan, zoom_at
 
 __all__ = ["ImageView"]
 
 Point = tuple[float, float]
 MODES = ("draw", "select", "pan")
+MAX_STROKED_BOXES = 5_000  # beyond this many visible boxes, stroke_boxes(index=...) draws a density
+DENSITY_CELL = 24  # canvas pixels per density cell
 
 
 class ImageView:
@@ -36,7 +41,14 @@ class ImageView:
     mode but ``"pan"``, where dragging pans the view.
     """
 
-    def __init__(self, project: Any, width: int = 800, height: int = 560, overview_side: int = 2048) -> None:
+    def __init__(
+        self,
+        project: Any,
+        width: int = 800,
+        height: int = 560,
+        overview_side: int = 2048,
+        max_tiles: int = 256,
+    ) -> None:
         self.project = project
         self.canvas = MultiCanvas(3, width=width, height=height)
         self.canvas.layout.width = f"{width}px"
@@ -60,18 +72,24 @@ class ImageView:
         self._pointer: Point = (width / 2, height / 2)
         self._last_drag = 0.0
         self.renders = 0  # image-layer paints (for tests and benchmarks)
+        self.tiles = TileCache(max_tiles=max_tiles)
         c = self.canvas
         c.on_mouse_down(self._on_mouse_down)
         c.on_mouse_move(self._on_mouse_move)
         c.on_mouse_up(self._on_mouse_up)
         c.on_mouse_out(self._on_mouse_out)
         c.on_mouse_wheel(self._on_mouse_wheel)
-        c.on_client_ready(self.redraw)
+        c.on_client_ready(self._on_client_ready)
 
     # -- the image ---------------------------------------------------------------
     @property
     def canvas_wh(self) -> tuple[int, int]:
         return (int(self.canvas.width), int(self.canvas.height))
+
+    @property
+    def bytes_sent(self) -> int:
+        """PNG bytes of image tiles sent to the browser since this view was created."""
+        return self.tiles.bytes_sent
 
     def show(self, image: Any) -> None:
         """Show a project image (record, id or name), fitted to the canvas; None clears."""
@@ -89,6 +107,7 @@ class ImageView:
             source.close()
             raise
         self.image, self._source, self._overview = rec, source, overview
+        self.tiles.reset(source, overview, (rec.width, rec.height))
         self.viewport = fit((rec.width, rec.height), self.canvas_wh)
         self.redraw()
 
@@ -105,6 +124,12 @@ class ImageView:
         if self._source is not None:
             self._source.close()
         self._source, self._overview = None, None
+        self.tiles.reset(None, None, (1, 1))
+
+    def _on_client_ready(self) -> None:
+        # a new page starts with blank tile canvases: send them again
+        self.tiles.clear()
+        self.redraw()
 
     # -- view changes --------------------------------------------------------------
     def set_viewport(self, vp: Viewport, fast: bool = False) -> None:
@@ -157,23 +182,8 @@ class ImageView:
             layer.font = "16px sans-serif"
             layer.fill_text("no image", 20, 30)
             return
-        ov = self._overview
-        plan = render_plan(
-            self.viewport, list(self._source.levels), (ov.shape[1], ov.shape[0]), overview_only=fast
-        )
-        if plan is None:
-            return
-        x, y, w, h = plan.source
-        if plan.level is None:
-            pixels = ov[y : y + h, x : x + w]
-        else:
-            pixels = self._source.read_region(x, y, w, h, level=plan.level)
-        dx, dy, dw, dh = plan.dest
-        if (dw, dh) != (w, h):
-            resample = Image.Resampling.BILINEAR if dw < w else Image.Resampling.NEAREST
-            pixels = np.asarray(Image.fromarray(np.ascontiguousarray(pixels)).resize((dw, dh), resample))
-        layer.put_image_data(pixels, dx, dy)
-        self.renders += 1
+        if self.tiles.paint(layer, self.viewport, fast):
+            self.renders += 1
 
     def stroke_boxes(
         self,
@@ -182,19 +192,42 @@ class ImageView:
         layer: int = 1,
         line_width: float = 2.0,
         labels: Sequence[str] | None = None,
+        index: BoxIndex | None = None,
+        max_boxes: int = MAX_STROKED_BOXES,
     ) -> int:
         """Stroke image boxes ``(N, 4)`` in per-box colours; returns how many were visible.
 
         Boxes are converted to canvas pixels at once and grouped by colour, one
         draw command per colour.
+
+        With ``index`` (a :class:`BoxIndex` whose ids are the rows of ``xyxy`` and
+        ``colors``, kept in step with them), only the boxes in the view are looked
+        up, converted and drawn; when more than ``max_boxes`` are visible a density
+        (one filled, translucent cell per :data:`DENSITY_CELL` canvas pixels, alpha
+        by count) is drawn instead of boxes and labels.
         """
         assert self.viewport is not None
+        if index is not None:
+            return self._stroke_indexed(xyxy, colors, layer, line_width, labels, index, max_boxes)
         b = convert(self.viewport, np.asarray(xyxy, dtype=np.float64).reshape(-1, 4), "view")  # [N,4]
         cw, ch = self.canvas_wh
         visible = (b[:, 2] >= 0) & (b[:, 0] <= cw) & (b[:, 3] >= 0) & (b[:, 1] <= ch)  # [N]
+        self._stroke_view_boxes(b, np.asarray(colors, dtype=object), visible, layer, line_width, labels)
+        return int(visible.sum())
+
+    def _stroke_view_boxes(
+        self,
+        b: np.ndarray,
+        col: np.ndarray,
+        visible: np.ndarray,
+        layer: int,
+        line_width: float,
+        labels: Sequence[str] | None,
+        ids: np.ndarray | None = None,
+    ) -> None:
+        """Stroke canvas boxes ``b`` (K, 4) where ``visible``; ``ids`` map rows to ``labels`` indices."""
         canvas = self.canvas[layer]
         canvas.line_width = line_width
-        col = np.asarray(colors, dtype=object)
         for color in dict.fromkeys(col[visible].tolist()):
             k = visible & (col == color)
             canvas.stroke_style = color
@@ -203,8 +236,50 @@ class ImageView:
             canvas.font = "12px sans-serif"
             for i in np.flatnonzero(visible):
                 canvas.fill_style = str(col[i])
-                canvas.fill_text(str(labels[int(i)]), float(b[i, 0]) + 2, max(float(b[i, 1]) - 3, 11.0))
-        return int(visible.sum())
+                j = int(i) if ids is None else int(ids[i])
+                canvas.fill_text(str(labels[j]), float(b[i, 0]) + 2, max(float(b[i, 1]) - 3, 11.0))
+
+    def _stroke_indexed(
+        self,
+        xyxy: npt.ArrayLike,
+        colors: Sequence[str],
+        layer: int,
+        line_width: float,
+        labels: Sequence[str] | None,
+        index: BoxIndex,
+        max_boxes: int,
+    ) -> int:
+        assert self.viewport is not None
+        vp = self.viewport
+        ids = index.query(vp.window)  # [K]
+        if len(ids) > max_boxes:
+            self._paint_density(index, layer)
+            return len(ids)
+        b = convert(vp, np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)[ids], "view")  # [K,4]
+        if isinstance(colors, np.ndarray):
+            col = colors[ids].astype(object)
+        else:  # a list of 100,000 strings costs more to convert than to index
+            col = np.array([colors[i] for i in ids.tolist()], dtype=object)
+        self._stroke_view_boxes(b, col, np.ones(len(ids), dtype=bool), layer, line_width, labels, ids)
+        return len(ids)
+
+    def _paint_density(self, index: BoxIndex, layer: int, rgb: tuple[int, int, int] = (255, 196, 0)) -> None:
+        """Fill one translucent cell per DENSITY_CELL canvas pixels, alpha growing with its box count."""
+        assert self.viewport is not None
+        cw, ch = self.canvas_wh
+        cells_wh = (math.ceil(cw / DENSITY_CELL), math.ceil(ch / DENSITY_CELL))
+        x1, y1, _, _ = self.viewport.window
+        s = DENSITY_CELL / self.viewport.scale  # image pixels per cell
+        counts = index.counts_per_cell((x1, y1, x1 + cells_wh[0] * s, y1 + cells_wh[1] * s), cells_wh)
+        rows, cols = np.nonzero(counts)
+        if not len(rows):
+            return
+        n = counts[rows, cols].astype(np.float64)
+        alpha = 0.15 + 0.7 * np.log1p(n) / np.log1p(n.max())  # [K]
+        color = np.broadcast_to(np.asarray(rgb, dtype=np.int32), (len(n), 3))
+        self.canvas[layer].fill_styled_rects(
+            cols * DENSITY_CELL, rows * DENSITY_CELL, DENSITY_CELL, DENSITY_CELL, color, alpha
+        )
 
     def stroke_grid(self, tiles: Sequence[tuple[int, int, int, int]], color: str = "#ffffff") -> None:
         """Outline tile windows ``(x, y, w, h)`` (image pixels), dashed, on the overlay layer."""

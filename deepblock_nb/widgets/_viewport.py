@@ -23,11 +23,15 @@ __all__ = [
     "choose_level",
     "convert",
     "fit",
+    "handle_at",
     "hit_test",
     "pan",
     "render_plan",
+    "resize_box",
     "zoom_at",
 ]
+
+HANDLES = ("nw", "n", "ne", "e", "se", "s", "sw", "w")
 
 MAX_SCALE = 32.0  # canvas pixels per image pixel at the deepest zoom
 
@@ -145,6 +149,72 @@ def hit_test(xyxy: npt.ArrayLike, point_xy: tuple[float, float]) -> int:
         return -1
     area = np.where(inside, (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), np.inf)
     return int(np.argmin(area))
+
+
+def handle_at(box_xyxy: npt.ArrayLike, point_xy: tuple[float, float], radius: float) -> str | None:
+    """The resize handle of a box ``(4,)`` under a point, or None (all in the same frame, canvas pixels).
+
+    Corners (``"nw"``, ``"ne"``, ``"se"``, ``"sw"``) win within ``radius`` of the
+    corner point; edges (``"n"``, ``"e"``, ``"s"``, ``"w"``) anywhere within
+    ``radius`` of the edge line between its corners.
+    """
+    x1, y1, x2, y2 = (float(v) for v in np.asarray(box_xyxy, dtype=np.float64).reshape(4))
+    x, y = float(point_xy[0]), float(point_xy[1])
+    corners = {"nw": (x1, y1), "ne": (x2, y1), "se": (x2, y2), "sw": (x1, y2)}
+    dist = {k: math.hypot(x - cx, y - cy) for k, (cx, cy) in corners.items()}
+    best = min(dist, key=dist.__getitem__)
+    if dist[best] <= radius:
+        return best
+    within_x = x1 - radius <= x <= x2 + radius
+    within_y = y1 - radius <= y <= y2 + radius
+    edges = {
+        "n": abs(y - y1) if within_x else math.inf,
+        "s": abs(y - y2) if within_x else math.inf,
+        "w": abs(x - x1) if within_y else math.inf,
+        "e": abs(x - x2) if within_y else math.inf,
+    }
+    best = min(edges, key=edges.__getitem__)
+    return best if edges[best] <= radius else None
+
+
+def resize_box(
+    xyxy: npt.ArrayLike,
+    handle: str,
+    dx: float,
+    dy: float,
+    min_size: float = 1.0,
+    bounds_wh: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """The box ``(4,)`` xyxy after dragging one of its handles by ``(dx, dy)`` (same frame as the box).
+
+    ``"n"``/``"s"`` move the top/bottom edge, ``"w"``/``"e"`` the left/right edge,
+    corners both. Dragging an edge past the opposite one flips the box (corners stay
+    sorted); each side stays at least ``min_size``, grown away from the edge that
+    did not move; ``bounds_wh`` clips the result to ``[0, w] x [0, h]``.
+    """
+    if handle not in HANDLES:
+        raise ArgumentError(f"handle must be one of {HANDLES}, got {handle!r}")
+    b = np.asarray(xyxy, dtype=np.float64).reshape(4)
+    out = np.empty(4)
+    for axis, d, lo_name, hi_name in ((0, dx, "w", "e"), (1, dy, "n", "s")):
+        lo, hi = b[axis], b[axis + 2]
+        move_lo, move_hi = lo_name in handle, hi_name in handle
+        new_lo, new_hi = lo + d * move_lo, hi + d * move_hi
+        a, z = min(new_lo, new_hi), max(new_lo, new_hi)
+        limit = math.inf if bounds_wh is None else float(bounds_wh[axis])
+        a, z = max(a, 0.0) if bounds_wh is not None else a, min(z, limit)
+        if z - a < min_size:
+            # grow from the edge that stayed put, towards where the moving edge went
+            fixed = hi if move_lo and not move_hi else lo
+            moved = new_lo if move_lo else new_hi
+            # a moving edge that lands on the fixed one stays on the side it came from
+            below = moved < fixed or (moved == fixed and move_lo)
+            a, z = (fixed - min_size, fixed) if below else (fixed, fixed + min_size)
+            if bounds_wh is not None:
+                shift = max(0.0 - a, 0.0) - max(z - limit, 0.0)
+                a, z = a + shift, z + shift
+        out[axis], out[axis + 2] = a, z
+    return out
 
 
 def choose_level(levels: list[tuple[int, int]] | tuple[tuple[int, int], ...], scale: float) -> int:

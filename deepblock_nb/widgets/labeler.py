@@ -3,32 +3,50 @@
 from __future__ import annotations
 
 import html
-from typing import Any
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
 
 import ipywidgets as W
 import numpy as np
 from ipycanvas import hold_canvas
 
+from deepblock_nb.core.detections import Detections
+from deepblock_nb.widgets._history import History
 from deepblock_nb.widgets._imageview import MODES, ImageView, Point
 from deepblock_nb.widgets._util import DRAW_LOCK, Subscriptions, Throttle, error_html, guarded, info_html
-from deepblock_nb.widgets._viewport import box_from_drag, convert, hit_test
+from deepblock_nb.widgets._viewport import box_from_drag, convert, handle_at, hit_test, resize_box
 
 __all__ = ["Labeler"]
 
 # a Dropdown treats the value None as "nothing selected", hence the "all" sentinel
 _SPLIT_OPTIONS = [("all images", "all"), ("train", "train"), ("evaluate", "evaluate"), ("predict", "predict")]
+HANDLE_RADIUS = 6.0  # canvas pixels around a handle of the selected box that start a resize
+MIN_DRAG = 3.0  # canvas pixels a move or resize must cover to count (less is a click)
+SHORTCUTS = (
+    "keys (click the image first; click outside it to give the keys back to the notebook): "
+    "d draw &middot; s select &middot; h pan &middot; 1-9 category (relabels the selected box) &middot; "
+    "Delete/Backspace delete &middot; Esc cancel/deselect &middot; n/&rarr; next &middot; p/&larr; previous &middot; "
+    "Ctrl+Z undo &middot; Ctrl+Shift+Z/Ctrl+Y redo &middot; +/- zoom &middot; 0/f fit"
+)
 
 
 class Labeler(W.VBox):
     """Label boxes on a project's images.
 
     Modes: *draw* (drag to add a box of the chosen category), *select* (click a box
-    to select it, drag it to move it; Delete removes it; choosing another category
-    recolours it), *pan* (drag to move the view). The mouse wheel and the +/-
-    buttons zoom; "fit" shows the whole image. Every box goes through
-    ``project.add_box`` / ``update_box`` / ``delete_box``; the canvas is redrawn
-    from the project, so nothing lives only in the browser. Project events (from
-    any thread) are redrawn on the UI thread, at most once per ``interval`` seconds.
+    to select it, drag it to move it, drag one of its 8 corner/edge handles to
+    resize it; Delete removes it; choosing another category recolours it), *pan*
+    (drag to move the view). The mouse wheel and the +/- buttons zoom; "fit" shows
+    the whole image. Keys (while the canvas has the focus): see :data:`SHORTCUTS`.
+
+    Every box goes through ``project.add_box`` / ``update_box`` / ``delete_box``.
+    Edits are recorded in one :class:`History` per Labeler (``undo()`` /
+    ``redo()``, across images). After its own edit the Labeler updates its
+    in-memory boxes and redraws only the overlay; project events from other
+    sources (any thread) reload the boxes on the UI thread, at most once per
+    ``interval`` seconds.
     """
 
     def __init__(
@@ -51,6 +69,9 @@ class Labeler(W.VBox):
         self.view.on_view_change = self._update_info
         self.selected: int | None = None
         self._selecting = False
+        self._gesture: str | None = None  # "move" or "resize:<handle>" while a select-mode drag runs
+        self._own_thread: int | None = None  # the thread inside this Labeler's own project call
+        self.history = History()
         self._color_map: dict[int, str] = {}
         self._boxes: Any = None  # the current image's Detections
         self._subs = Subscriptions()
@@ -76,6 +97,12 @@ class Labeler(W.VBox):
         self.delete_button = W.Button(
             icon="trash", tooltip="delete the selected box", disabled=True, layout=W.Layout(width="40px")
         )
+        self.undo_button = W.Button(
+            icon="undo", tooltip="undo (Ctrl+Z)", disabled=True, layout=W.Layout(width="40px")
+        )
+        self.redo_button = W.Button(
+            icon="redo", tooltip="redo (Ctrl+Shift+Z, Ctrl+Y)", disabled=True, layout=W.Layout(width="40px")
+        )
         self.show_grid = W.Checkbox(
             value=True, description="grid", indent=False, layout=W.Layout(width="60px")
         )
@@ -92,6 +119,8 @@ class Labeler(W.VBox):
         self.zoom_out.on_click(guarded(lambda _: self.view.zoom(1 / 1.5), self._error))
         self.fit_button.on_click(guarded(lambda _: self.view.fit_view(), self._error))
         self.delete_button.on_click(guarded(lambda _: self.delete_selected(), self._error))
+        self.undo_button.on_click(guarded(lambda _: self.undo(), self._error))
+        self.redo_button.on_click(guarded(lambda _: self.redo(), self._error))
         self.show_grid.observe(lambda _: self.view.redraw_overlay(), "value")
         self.view.canvas.on_key_down(guarded(self._on_key, self._error))
 
@@ -109,6 +138,8 @@ class Labeler(W.VBox):
                 self.mode,
                 self.category,
                 self.delete_button,
+                self.undo_button,
+                self.redo_button,
                 self.zoom_out,
                 self.zoom_in,
                 self.fit_button,
@@ -117,9 +148,12 @@ class Labeler(W.VBox):
         )
         hint = W.HTML(
             "<span style='color:#666'>draw: drag a box &middot; select: click a box, drag to move it, "
-            "Delete removes it, the category list changes it &middot; pan: drag &middot; wheel: zoom</span>"
+            "drag a corner or edge to resize it &middot; pan: drag &middot; wheel: zoom</span>"
         )
-        super().__init__([toolbar, tools, hint, self.view.canvas, self.info, self.status], **kwargs)
+        self.shortcuts = W.HTML(f"<span style='color:#666;font-size:smaller'>{SHORTCUTS}</span>")
+        super().__init__(
+            [toolbar, tools, hint, self.view.canvas, self.shortcuts, self.info, self.status], **kwargs
+        )
         self.refresh_categories()
         self.refresh_images()
 
@@ -184,6 +218,8 @@ class Labeler(W.VBox):
         self._categories_throttle()
 
     def _on_annotations(self, topic: str, image: Any = None, **payload: Any) -> None:
+        if self._own_thread == threading.get_ident():
+            return  # this Labeler's own edit: its boxes are already up to date
         shown = self.image
         if shown is not None and (image is None or image.id == shown.id):
             self._boxes_throttle()
@@ -251,22 +287,40 @@ class Labeler(W.VBox):
 
     # -- gestures (canvas pixels) ------------------------------------------------------
     def _on_press(self, p: Point) -> None:
-        if self.view.mode != "select" or self._boxes is None:
+        self._gesture = None
+        if self.view.mode != "select" or self._boxes is None or self.view.viewport is None:
             return
+        box = self._selected_box()
+        if box is not None:
+            handle = handle_at(convert(self.view.viewport, box, "view"), p, HANDLE_RADIUS)
+            if handle is not None:
+                self._gesture = f"resize:{handle}"
+                return
         k = hit_test(self._boxes.xyxy, tuple(self.view.to_image(p)))
         self.select(None if k < 0 else int(self._boxes.ids[k]))
+        self._gesture = None if k < 0 else "move"
+
+    def _dragged_box(self, p0: Point, p: Point) -> np.ndarray | None:
+        """The selected box (image pixels) as the select-mode drag from p0 to p would leave it."""
+        box, vp = self._selected_box(), self.view.viewport
+        if box is None or vp is None or self._gesture is None:
+            return None
+        dx, dy = np.subtract(p, p0) / vp.scale  # image pixels
+        if self._gesture == "move":
+            return box + np.array([dx, dy, dx, dy])
+        return resize_box(box, self._gesture.split(":")[1], dx, dy, bounds_wh=vp.image_wh)
 
     def _on_drag(self, p0: Point, p: Point) -> None:
         if self.view.mode == "draw":
             self._rubber_band(np.array([*np.minimum(p0, p), *np.maximum(p0, p)]), self._category_color())
-        elif self.view.mode == "select" and self.selected is not None:
-            box = self._selected_box()
+        elif self.view.mode == "select":
+            box = self._dragged_box(p0, p)
             if box is not None:
-                shifted = convert(self.view.viewport, box, "view") + np.array([*np.subtract(p, p0)] * 2)  # type: ignore[arg-type]
-                self._rubber_band(shifted, "#ffff00")
+                self._rubber_band(convert(self.view.viewport, box, "view"), "#ffff00")  # type: ignore[arg-type]
 
     def _on_release(self, p0: Point, p: Point) -> None:
         self._rubber_band(None, "")
+        gesture, self._gesture = self._gesture, None
         vp = self.view.viewport
         if vp is None or self.image is None:
             return
@@ -277,22 +331,99 @@ class Labeler(W.VBox):
             if self.category.value is None:
                 self._error("add a category before drawing boxes")
                 return
-            box_id = self.project.add_box(self.image.id, self.category.value, box)
+            box_id = self._editor.add_box(self.image.id, self.category.value, box)
+            self.history.added(self.image.id, box_id, self.category.value, box)
+            self._history_changed()
             self.status.value = info_html(f"added box {box_id}: {np.round(box, 1).tolist()}")
-        elif self.view.mode == "select" and self.selected is not None:
-            d = np.subtract(p, p0) / vp.scale  # [2] image pixels
-            box = self._selected_box()
-            if box is not None and np.hypot(*np.subtract(p, p0)) >= 3:
-                self.project.update_box(self.selected, xyxy=box + np.array([*d, *d]))
+        elif self.view.mode == "select" and self.selected is not None and gesture is not None:
+            self._gesture = gesture
+            new = self._dragged_box(p0, p)
+            self._gesture = None
+            old = self._selected_box()
+            if new is None or old is None or np.hypot(*np.subtract(p, p0)) < MIN_DRAG:
+                return
+            new = self._clip(new)
+            kind: Literal["move", "resize"] = "move" if gesture == "move" else "resize"
+            cat = self._selected_category()
+            self._editor.update_box(self.selected, xyxy=new)
+            self.history.updated(self.image.id, self.selected, kind, (old, cat), (new, cat))
+            self._history_changed()
+            self.status.value = info_html(f"{kind}d box {self.selected}: {np.round(new, 1).tolist()}")
 
     def _on_cancel(self) -> None:
+        self._gesture = None
         self._rubber_band(None, "")
+
+    def cancel_drag(self) -> None:
+        """Abandon a drag in progress (nothing is stored)."""
+        self.view._down = None  # ImageView has no public cancel; a released press is how it ends a drag
+        self._on_cancel()
 
     def _selected_box(self) -> np.ndarray | None:
         if self._boxes is None or self.selected is None:
             return None
         k = np.flatnonzero(self._boxes.ids == self.selected)
         return self._boxes.xyxy[k[0]] if len(k) else None
+
+    def _selected_category(self) -> int:
+        assert self._boxes is not None
+        return int(self._boxes.class_id[np.flatnonzero(self._boxes.ids == self.selected)[0]])
+
+    def _clip(self, xyxy: np.ndarray) -> np.ndarray:
+        """Clip to the image as the project does, so the in-memory box equals the stored one."""
+        w, h = self.image.width, self.image.height
+        return np.clip(np.asarray(xyxy, dtype=np.float64), 0.0, [w, h, w, h])
+
+    # -- own edits: project call, then the in-memory boxes and the overlay only -----------
+    @contextmanager
+    def _own(self) -> Iterator[None]:
+        self._own_thread = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._own_thread = None
+
+    @property
+    def _editor(self) -> _Editor:
+        return _Editor(self)
+
+    def _boxes_changed(self) -> None:
+        if self.selected is not None and (self._boxes is None or self.selected not in self._boxes.ids):
+            self.selected = None
+            self.delete_button.disabled = True
+        self.view.redraw_overlay()
+        self._update_info()
+
+    # -- undo / redo -------------------------------------------------------------------------
+    def undo(self) -> None:
+        """Undo the last edit, switching to its image when another one is shown."""
+        self._replay(self.history.next_undo, self.history.undo, "undid")
+
+    def redo(self) -> None:
+        """Redo the last undone edit, switching to its image when another one is shown."""
+        self._replay(self.history.next_redo, self.history.redo, "redid")
+
+    def _replay(self, cmd: Any, step: Any, verb: str) -> None:
+        if cmd is None:
+            self.status.value = info_html(f"nothing to {verb[:-2]}o")
+            return
+        self.cancel_drag()
+        if self.image is None or self.image.id != cmd.image_id:
+            self.show(cmd.image_id)
+        try:
+            step(self._editor)
+        finally:
+            self._history_changed()
+        box_id = self.history.current_id(cmd)
+        if box_id is not None and self.view.mode == "select":
+            self.select(box_id)
+        else:
+            self._boxes_changed()
+        self.status.value = info_html(f"{verb} {cmd.kind}" + ("" if box_id is None else f" of box {box_id}"))
+
+    def _history_changed(self) -> None:
+        self.undo_button.disabled = self.history.next_undo is None
+        self.redo_button.disabled = self.history.next_redo is None
 
     # -- selection -----------------------------------------------------------------------
     def select(self, box_id: int | None) -> None:
@@ -311,17 +442,26 @@ class Labeler(W.VBox):
         self._update_info()
 
     def delete_selected(self) -> None:
-        if self.selected is not None:
-            box_id, self.selected = self.selected, None
-            self.delete_button.disabled = True
-            self.project.delete_box(box_id)
-            self.status.value = info_html(f"deleted box {box_id}")
+        box = self._selected_box()
+        if self.selected is None or box is None or self.image is None:
+            return
+        box_id, cat = self.selected, self._selected_category()
+        self.select(None)
+        self._editor.delete_box(box_id)
+        self.history.deleted(self.image.id, box_id, cat, box)
+        self._history_changed()
+        self.status.value = info_html(f"deleted box {box_id}")
 
     def _on_category(self, change: dict[str, Any]) -> None:
-        if self._selecting or self.selected is None or change["new"] is None:
+        if self._selecting or self.selected is None or change["new"] is None or self.image is None:
             return
         if self.view.mode == "select":
-            self.project.update_box(self.selected, category=change["new"])
+            box, old = self._selected_box(), self._selected_category()
+            if box is None or old == change["new"]:
+                return
+            self._editor.update_box(self.selected, category=change["new"])
+            self.history.updated(self.image.id, self.selected, "relabel", (box, old), (box, change["new"]))
+            self._history_changed()
 
     def _on_mode(self, change: dict[str, Any]) -> None:
         self.view.mode = change["new"]
@@ -329,19 +469,32 @@ class Labeler(W.VBox):
             self.select(None)
 
     def _on_key(self, key: str, shift: bool = False, ctrl: bool = False, meta: bool = False) -> None:
+        if ctrl or meta:
+            if key.lower() == "z" and not shift:
+                self.undo()
+            elif key.lower() in ("z", "y"):
+                self.redo()
+            return  # other browser/notebook combinations are not ours
         if key in ("Delete", "Backspace"):
             self.delete_selected()
+        elif key == "Escape":
+            self.cancel_drag()
+            self.select(None)
         elif key in ("+", "="):
             self.view.zoom(1.5)
         elif key == "-":
             self.view.zoom(1 / 1.5)
         elif key in ("0", "f"):
             self.view.fit_view()
-        elif key in ("d", "s", "p"):
-            self.mode.value = {"d": "draw", "s": "select", "p": "pan"}[key]
+        elif len(key) == 1 and key in "123456789":
+            ids = [i for _, i in self.category.options]
+            if int(key) <= len(ids):
+                self.category.value = ids[int(key) - 1]  # relabels a selected box in select mode
+        elif key in ("d", "s", "h"):
+            self.mode.value = {"d": "draw", "s": "select", "h": "pan"}[key]
         elif key in ("ArrowRight", "n"):
             self.step(1)
-        elif key in ("ArrowLeft", "b"):
+        elif key in ("ArrowLeft", "p", "b"):
             self.step(-1)
 
     # -- status ------------------------------------------------------------------------------
@@ -365,3 +518,51 @@ class Labeler(W.VBox):
         self._subs.close()
         self.view.close()
         super().close()
+
+
+class _Editor:
+    """The Project's box methods, run as this Labeler's own edits: the shown image's
+    in-memory boxes follow each change and only the overlay is redrawn."""
+
+    def __init__(self, lab: Labeler) -> None:
+        self._lab = lab
+
+    def add_box(self, image: Any, category: Any, xyxy: Any) -> int:
+        lab = self._lab
+        with lab._own():
+            box_id = lab.project.add_box(image, category, xyxy)
+        det = lab._boxes
+        if det is not None and lab.image is not None and int(image) == lab.image.id:
+            xy = lab._clip(np.asarray(xyxy, dtype=np.float64).reshape(1, 4))
+            lab._boxes = Detections(
+                np.concatenate([det.xyxy, xy]),
+                np.append(det.class_id, lab.project.category(category).id),
+                ids=np.append(det.ids, box_id),
+            )
+            lab._boxes_changed()
+        return box_id
+
+    def update_box(self, box_id: int, xyxy: Any = None, category: Any = None) -> None:
+        lab = self._lab
+        with lab._own():
+            lab.project.update_box(box_id, xyxy=xyxy, category=category)
+        det = lab._boxes
+        if det is not None and box_id in det.ids:
+            k = det.ids == box_id  # [N]
+            new_xyxy, new_cls = det.xyxy.copy(), det.class_id.copy()
+            if xyxy is not None:
+                new_xyxy[k] = lab._clip(xyxy)
+            if category is not None:
+                new_cls[k] = lab.project.category(category).id
+            lab._boxes = Detections(new_xyxy, new_cls, ids=det.ids)
+            lab._boxes_changed()
+
+    def delete_box(self, box_id: int) -> None:
+        lab = self._lab
+        with lab._own():
+            lab.project.delete_box(box_id)
+        det = lab._boxes
+        if det is not None and box_id in det.ids:
+            keep = det.ids != box_id  # [N]
+            lab._boxes = Detections(det.xyxy[keep], det.class_id[keep], ids=det.ids[keep])
+            lab._boxes_changed()

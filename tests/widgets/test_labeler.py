@@ -126,7 +126,7 @@ def test_keys_delete_and_switch_modes(wproject: dbn.Project) -> None:
     key = {"event": "key_down", "key": "Delete", "shift_key": False, "ctrl_key": False, "meta_key": False}
     lab.view.canvas._handle_custom_msg(key, [])
     assert box_id not in wproject.annotations(lab.image).ids
-    lab.view.canvas._handle_custom_msg({**key, "key": "p"}, [])
+    lab.view.canvas._handle_custom_msg({**key, "key": "h"}, [])
     assert lab.mode.value == "pan" and lab.view.mode == "pan"
 
 
