@@ -1,11 +1,10 @@
 """ImageView: one project image on an ipycanvas MultiCanvas with pan and zoom.
 
 Layers: 0 the image pixels, 1 overlays (boxes, grid lines), 2 interaction
-(the rubber band while drawing). The image is painted from PNG tiles at the
-power-of-two zoom level the view needs (see ``_tiles``): each tile is read once
-(from the overview or ``read_region`` on a pyramid level, never the whole
-full-resolution image), sent once, and kept in the browser, so panning back to
-a place already seen sends no pixels.
+(the rubber band while drawing). Only the visible part of the image is read, at
+the coarsest resolution that fills the canvas: the overview while zoomed out,
+``read_region`` on a pyramid level when zoomed in. Never the whole full-resolution
+image.
 """
 
 from __future__ import annotations
@@ -18,11 +17,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from ipycanvas import MultiCanvas, hold_canvas
+from PIL import Image
 
 from deepblock_nb.widgets._boxindex import BoxIndex
-from deepblock_nb.widgets._tiles import TileCache
 from deepblock_nb.widgets._util import DRAW_LOCK
-from deepblock_nb.widgets._viewport import Viewport, convert, fit, pan, zoom_at
+from deepblock_nb.widgets._viewport import Viewport, convert, fit, pan, render_plan, zoom_at
 
 __all__ = ["ImageView"]
 
@@ -47,7 +46,6 @@ class ImageView:
         width: int = 800,
         height: int = 560,
         overview_side: int = 2048,
-        max_tiles: int = 256,
     ) -> None:
         self.project = project
         self.canvas = MultiCanvas(3, width=width, height=height)
@@ -72,24 +70,18 @@ class ImageView:
         self._pointer: Point = (width / 2, height / 2)
         self._last_drag = 0.0
         self.renders = 0  # image-layer paints (for tests and benchmarks)
-        self.tiles = TileCache(max_tiles=max_tiles)
         c = self.canvas
         c.on_mouse_down(self._on_mouse_down)
         c.on_mouse_move(self._on_mouse_move)
         c.on_mouse_up(self._on_mouse_up)
         c.on_mouse_out(self._on_mouse_out)
         c.on_mouse_wheel(self._on_mouse_wheel)
-        c.on_client_ready(self._on_client_ready)
+        c.on_client_ready(self.redraw)
 
     # -- the image ---------------------------------------------------------------
     @property
     def canvas_wh(self) -> tuple[int, int]:
         return (int(self.canvas.width), int(self.canvas.height))
-
-    @property
-    def bytes_sent(self) -> int:
-        """PNG bytes of image tiles sent to the browser since this view was created."""
-        return self.tiles.bytes_sent
 
     def show(self, image: Any) -> None:
         """Show a project image (record, id or name), fitted to the canvas; None clears."""
@@ -107,7 +99,6 @@ class ImageView:
             source.close()
             raise
         self.image, self._source, self._overview = rec, source, overview
-        self.tiles.reset(source, overview, (rec.width, rec.height))
         self.viewport = fit((rec.width, rec.height), self.canvas_wh)
         self.redraw()
 
@@ -124,12 +115,6 @@ class ImageView:
         if self._source is not None:
             self._source.close()
         self._source, self._overview = None, None
-        self.tiles.reset(None, None, (1, 1))
-
-    def _on_client_ready(self) -> None:
-        # a new page starts with blank tile canvases: send them again
-        self.tiles.clear()
-        self.redraw()
 
     # -- view changes --------------------------------------------------------------
     def set_viewport(self, vp: Viewport, fast: bool = False) -> None:
@@ -182,8 +167,23 @@ class ImageView:
             layer.font = "16px sans-serif"
             layer.fill_text("no image", 20, 30)
             return
-        if self.tiles.paint(layer, self.viewport, fast):
-            self.renders += 1
+        ov = self._overview
+        plan = render_plan(
+            self.viewport, list(self._source.levels), (ov.shape[1], ov.shape[0]), overview_only=fast
+        )
+        if plan is None:
+            return
+        x, y, w, h = plan.source
+        if plan.level is None:
+            pixels = ov[y : y + h, x : x + w]
+        else:
+            pixels = self._source.read_region(x, y, w, h, level=plan.level)
+        dx, dy, dw, dh = plan.dest
+        if (dw, dh) != (w, h):
+            resample = Image.Resampling.BILINEAR if dw < w else Image.Resampling.NEAREST
+            pixels = np.asarray(Image.fromarray(np.ascontiguousarray(pixels)).resize((dw, dh), resample))
+        layer.put_image_data(pixels, dx, dy)
+        self.renders += 1
 
     def stroke_boxes(
         self,
