@@ -97,6 +97,8 @@ def test_labeler_renders_and_a_drag_stores_a_box(lab_server: tuple[str, Path], t
             assert page.locator(".bqplot").count() >= 1
             page.wait_for_selector(".widget-html:has-text('a.png')", timeout=60_000)
             time.sleep(1.0)  # the first paint reaches the canvas
+            canvas.scroll_into_view_if_needed()  # Run All leaves the last cell in view
+            time.sleep(0.5)
             page.screenshot(path=str(tmp_path / "labeler-before.png"))
             bb = canvas.bounding_box()
             assert bb is not None and bb["width"] > 100 and bb["height"] > 100
