@@ -388,6 +388,11 @@ class Project:
             raise RecordNotFoundError(f"no box with id {box_id}")
         return self.image(image_id)
 
+    def image_box_counts(self) -> dict[int, int]:
+        """Boxes per image id, every image of the project included (0 for none)."""
+        counts = self._store.annotations.counts_by_image()
+        return {rec.id: counts.get(rec.id, 0) for rec in self.images()}
+
     def box_counts(self, split: str | None = None) -> dict[str, int]:
         """Boxes per category name (over one split or all)."""
         return self._store.categories.box_counts(None if split is None else check_split(split))

@@ -121,5 +121,10 @@ class Annotations:
         with self._db.write() as cx:
             cx.execute("DELETE FROM annotations WHERE id = ?", (int(box_id),))
 
+    def counts_by_image(self) -> dict[int, int]:
+        """Boxes per image id (images without boxes are absent)."""
+        rows = self._db.query("SELECT image_id, count(*) AS n FROM annotations GROUP BY image_id")
+        return {int(r["image_id"]): int(r["n"]) for r in rows}
+
     def count(self) -> int:
         return int(self._db.scalar("SELECT count(*) FROM annotations"))

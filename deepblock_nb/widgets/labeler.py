@@ -106,10 +106,26 @@ class Labeler(W.VBox):
         self.show_grid = W.Checkbox(
             value=True, description="grid", indent=False, layout=W.Layout(width="60px")
         )
+        self.done = W.Checkbox(
+            value=False,
+            description="done",
+            indent=False,
+            tooltip="this image is fully labelled (with no boxes: a true negative for training and Evaluate)",
+            layout=W.Layout(width="70px"),
+        )
+        self.review_filter = W.Dropdown(
+            options=[("any image", "any"), ("not done", "todo"), ("done", "done")],
+            value="any",
+            layout=W.Layout(width="110px"),
+        )
+        self._syncing_done = False
+        self._relisting = False
         self.info = W.HTML()
         self.status = W.HTML()
 
         self.split.observe(guarded(lambda _: self.refresh_images(), self._error), "value")
+        self.review_filter.observe(guarded(lambda _: self.refresh_images(), self._error), "value")
+        self.done.observe(guarded(self._on_done, self._error), "value")
         self.image_list.observe(guarded(self._on_image_selected, self._error), "value")
         self.prev_button.on_click(guarded(lambda _: self.step(-1), self._error))
         self.next_button.on_click(guarded(lambda _: self.step(1), self._error))
@@ -132,7 +148,9 @@ class Labeler(W.VBox):
         ):
             self._subs.add(project.on(topic, handler))
 
-        toolbar = W.HBox([self.split, self.image_list, self.prev_button, self.next_button])
+        toolbar = W.HBox(
+            [self.split, self.review_filter, self.image_list, self.prev_button, self.next_button, self.done]
+        )
         tools = W.HBox(
             [
                 self.mode,
@@ -166,16 +184,27 @@ class Labeler(W.VBox):
     def refresh_images(self) -> None:
         """Reload the image list, keeping the current image when it is still listed."""
         records = self.project.images(None if self.split.value == "all" else self.split.value)
-        options = [(r.name, r.id) for r in records]
+        wanted = self.review_filter.value
+        if wanted != "any":
+            records = [r for r in records if r.reviewed == (wanted == "done")]
+        counts = self.project.image_box_counts()
+        options = [
+            (f"{r.name} ({counts.get(r.id, 0)} boxes{', done' if r.reviewed else ''})", r.id) for r in records
+        ]
         current = self.image_list.value
-        self.image_list.options = options
         ids = [i for _, i in options]
+        self._relisting = True  # new labels, maybe the same images: no reload on the way
+        try:
+            self.image_list.options = options
+            self.image_list.value = current if current in ids else None
+        finally:
+            self._relisting = False
         if current in ids:
-            self.image_list.value = current
+            if self.image is None or self.image.id != current:
+                self._show(current)
         elif ids:
             self.image_list.value = ids[0]
         else:
-            self.image_list.value = None
             self._show(None)
 
     def refresh_categories(self) -> None:
@@ -201,6 +230,8 @@ class Labeler(W.VBox):
         self.image_list.value = ids[(pos + delta) % len(ids)]
 
     def _on_image_selected(self, change: dict[str, Any]) -> None:
+        if self._relisting:
+            return
         self._show(change["new"])
 
     def _show(self, image_id: int | None) -> None:
@@ -208,7 +239,23 @@ class Labeler(W.VBox):
         self.delete_button.disabled = True
         self._boxes = None if image_id is None else self.project.annotations(image_id)
         self.view.show(image_id)
+        self._sync_done()
         self._update_info()
+
+    def _sync_done(self) -> None:
+        rec = self.image
+        self._syncing_done = True
+        try:
+            self.done.disabled = rec is None
+            self.done.value = bool(rec is not None and rec.reviewed)
+        finally:
+            self._syncing_done = False
+
+    def _on_done(self, change: dict[str, Any]) -> None:
+        """Mark the shown image reviewed ("done") or not."""
+        if self._syncing_done or self.image is None:
+            return
+        self.view.image = self.project.set_reviewed(self.image, bool(change["new"]))
 
     # -- project events (any thread): only queue a redraw on the UI thread --------------
     def _on_images(self, topic: str, **payload: Any) -> None:
@@ -218,6 +265,7 @@ class Labeler(W.VBox):
         self._categories_throttle()
 
     def _on_annotations(self, topic: str, image: Any = None, **payload: Any) -> None:
+        self._images_throttle()  # the image list shows box counts
         if self._own_thread == threading.get_ident():
             return  # this Labeler's own edit: its boxes are already up to date
         shown = self.image
@@ -393,6 +441,7 @@ class Labeler(W.VBox):
             self.delete_button.disabled = True
         self.view.redraw_overlay()
         self._update_info()
+        self._images_throttle()  # the image list shows box counts
 
     # -- undo / redo -------------------------------------------------------------------------
     def undo(self) -> None:

@@ -367,3 +367,40 @@ def test_own_edits_update_in_memory_and_redraw_only_the_overlay(
     settled()
     assert reads and len(lab._boxes) == 2
     lab.close()
+
+
+def test_done_marks_the_image_reviewed_and_the_list_shows_counts_and_filters(wproject: Any) -> None:
+    from deepblock_nb.widgets import Labeler
+    from deepblock_nb.widgets._util import ui_idle
+
+    lab = Labeler(wproject)
+    try:
+        first = wproject.image(lab.image_list.value)
+        assert not lab.done.value and not first.reviewed
+        assert "boxes" in lab.image_list.label
+        lab.done.value = True
+        assert wproject.image(first.id).reviewed
+        assert ui_idle(5)
+        assert ", done" in lab.image_list.label and lab.image_list.value == first.id
+        lab.review_filter.value = "todo"
+        assert first.id not in [i for _, i in lab.image_list.options]
+        lab.review_filter.value = "done"
+        assert [i for _, i in lab.image_list.options] == [first.id] and lab.done.value
+        lab.done.value = False
+        assert not wproject.image(first.id).reviewed
+    finally:
+        lab.close()
+
+
+def test_the_image_list_counts_follow_edits(wproject: Any) -> None:
+    from deepblock_nb.widgets._util import ui_idle
+
+    lab = Labeler(wproject)
+    try:
+        rec = lab.image
+        before = len(wproject.annotations(rec))
+        wproject.add_box(rec, wproject.categories[0].name, [1, 1, 20, 20])
+        assert ui_idle(5)
+        assert f"({before + 1} boxes" in lab.image_list.label and lab.image.id == rec.id
+    finally:
+        lab.close()
