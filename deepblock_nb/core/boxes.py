@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from deepblock_nb.errors import ArgumentError, ArgumentTypeError
+from deepblock_nb.core._arrays import as_array
+from deepblock_nb.errors import ArgumentError
 
 __all__ = [
     "box_area",
@@ -33,12 +34,7 @@ BoolArray = npt.NDArray[np.bool_]
 
 
 def _as_boxes(boxes: npt.ArrayLike, name: str = "boxes") -> FloatArray:
-    try:
-        arr = np.asarray(boxes, dtype=np.float64)
-    except TypeError as exc:
-        raise ArgumentTypeError(f"{name} must be an (N, 4) array of numbers ({exc})") from exc
-    except (ValueError, OverflowError) as exc:  # ragged rows, text that is not a number
-        raise ArgumentError(f"{name} must be an (N, 4) array of numbers ({exc})") from exc
+    arr = as_array(boxes, np.float64, f"{name} (N, 4)")
     if arr.size == 0:
         return arr.reshape(0, 4)
     if arr.ndim != 2 or arr.shape[1] != 4:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from deepblock_nb.core._arrays import as_array
 from deepblock_nb.errors import ArgumentError, ArgumentTypeError
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ class Detections:
     ids: IntArray | None = None
 
     def __post_init__(self) -> None:
-        xyxy = _as_array(self.xyxy, np.float64, "xyxy")
+        xyxy = as_array(self.xyxy, np.float64, "xyxy")
         if xyxy.size == 0:
             xyxy = xyxy.reshape(0, 4)
         if xyxy.ndim != 2 or xyxy.shape[1] != 4:
@@ -166,21 +167,8 @@ class Detections:
         return pd.DataFrame(data)
 
 
-def _as_array(values: Any, dtype: type | None, name: str) -> np.ndarray:
-    """``np.asarray`` with numpy's conversion errors (ragged lists, text) turned into ours."""
-    try:
-        arr = np.asarray(values, dtype=dtype)
-    except TypeError as exc:
-        raise ArgumentTypeError(f"{name} must be an array of numbers ({exc})") from exc
-    except (ValueError, OverflowError) as exc:  # ragged rows, text that is not a number
-        raise ArgumentError(f"{name} must be an array of numbers ({exc})") from exc
-    if arr.size and arr.dtype.kind not in "biuf":
-        raise ArgumentTypeError(f"{name} must hold numbers, got an array of {arr.dtype}")
-    return arr
-
-
 def _column(values: Any, n: int, dtype: type, name: str) -> Any:
-    arr = _as_array(values, None, name)
+    arr = as_array(values, None, name)
     if arr.ndim == 0 and n == 1:
         arr = arr.reshape(1)
     if arr.size == 0 and n == 0:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from deepblock_nb.core._arrays import as_array
 from deepblock_nb.errors import ArgumentError, ArgumentTypeError, DeepBlockError
 
 __all__ = ["boxes_to_image", "clip_boxes_to_window", "suggest_grid", "tile_windows"]
@@ -61,12 +62,7 @@ def _fraction(value: object, name: str) -> float:
 
 
 def _as_boxes(value: npt.ArrayLike, name: str) -> FloatArray:
-    try:
-        return np.asarray(value, dtype=np.float64)
-    except TypeError as exc:
-        raise ArgumentTypeError(f"{name} must be an (N, 4) array of numbers ({exc})") from exc
-    except (ValueError, OverflowError) as exc:  # ragged rows, text that is not a number
-        raise ArgumentError(f"{name} must be an (N, 4) array of numbers ({exc})") from exc
+    return as_array(value, np.float64, f"{name} (N, 4)")
 
 
 def _edges(length: int, n: int) -> IntArray:

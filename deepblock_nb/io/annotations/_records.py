@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from deepblock_nb.errors import ArgumentError, ArgumentTypeError, RecordNotFoundError
+from deepblock_nb.core._arrays import as_array
+from deepblock_nb.errors import ArgumentError, RecordNotFoundError
 
 __all__ = ["AnnotatedImage", "AnnotationSet"]
 
@@ -108,12 +109,7 @@ class AnnotationSet:
 
 
 def _floats(value: object, name: str, file_name: str) -> FloatArray:
-    try:
-        return np.asarray(value, dtype=np.float64)
-    except TypeError as exc:
-        raise ArgumentTypeError(f"{file_name}: {name} must be numbers ({exc})") from exc
-    except (ValueError, OverflowError) as exc:  # ragged rows, text that is not a number
-        raise ArgumentError(f"{file_name}: {name} must be numbers ({exc})") from exc
+    return as_array(value, np.float64, f"{file_name}: {name}")
 
 
 def _boxes(value: object, name: str, file_name: str) -> FloatArray:
