@@ -13,12 +13,16 @@ import numpy as np
 from ipycanvas import hold_canvas
 
 from deepblock_nb.core.detections import Detections
+from deepblock_nb.widgets._boxindex import BoxIndex
 from deepblock_nb.widgets._history import History
 from deepblock_nb.widgets._imageview import MODES, ImageView, Point
 from deepblock_nb.widgets._util import DRAW_LOCK, Subscriptions, Throttle, error_html, guarded, info_html
 from deepblock_nb.widgets._viewport import box_from_drag, convert, handle_at, hit_test, resize_box
 
 __all__ = ["Labeler"]
+
+#: from this many boxes on an image, hit tests and drawing go through a spatial index
+INDEX_MIN_BOXES = 500
 
 # a Dropdown treats the value None as "nothing selected", hence the "all" sentinel
 _SPLIT_OPTIONS = [("all images", "all"), ("train", "train"), ("evaluate", "evaluate"), ("predict", "predict")]
@@ -120,6 +124,8 @@ class Labeler(W.VBox):
         )
         self._syncing_done = False
         self._relisting = False
+        self._index: BoxIndex | None = None
+        self._index_of: Any = None  # the Detections the index was built from
         self.info = W.HTML()
         self.status = W.HTML()
 
@@ -310,13 +316,26 @@ class Labeler(W.VBox):
         if det is None or len(det.xyxy) == 0:
             return
         colors = self._colors()
-        view.stroke_boxes(det.xyxy, [colors.get(int(c), "#ffffff") for c in det.class_id])
+        view.stroke_boxes(
+            det.xyxy, [colors.get(int(c), "#ffffff") for c in det.class_id], index=self._box_index()
+        )
         if self.selected is not None:
             k = np.flatnonzero(det.ids == self.selected)
             if len(k):
                 names = {c.id: c.name for c in self.project.categories}
                 cid = int(det.class_id[k[0]])
                 view.stroke_boxes(det.xyxy[k], ["#ffff00"], line_width=4, labels=[names.get(cid, "?")])
+
+    def _box_index(self) -> BoxIndex | None:
+        """A spatial index of the shown boxes, for images with many (rebuilt, vectorised,
+        when the boxes change: about 40 ms for 100,000): hit tests and drawing then
+        touch only what the view shows, and a zoomed-out view draws a density."""
+        det = self._boxes
+        if det is None or len(det.xyxy) < INDEX_MIN_BOXES or self.image is None:
+            return None
+        if self._index_of is not det:
+            self._index, self._index_of = BoxIndex(det.xyxy, extent_wh=self.image.image_wh), det
+        return self._index
 
     def _rubber_band(self, xyxy_view: np.ndarray | None, color: str) -> None:
         layer = self.view.canvas[2]
@@ -344,7 +363,9 @@ class Labeler(W.VBox):
             if handle is not None:
                 self._gesture = f"resize:{handle}"
                 return
-        k = hit_test(self._boxes.xyxy, tuple(self.view.to_image(p)))
+        index = self._box_index()
+        point = tuple(self.view.to_image(p))
+        k = index.hit(point) if index is not None else hit_test(self._boxes.xyxy, point)
         self.select(None if k < 0 else int(self._boxes.ids[k]))
         self._gesture = None if k < 0 else "move"
 
