@@ -69,12 +69,11 @@ class Training:
             passed = {k: config[k] for k in (*settings, *(k for k in _RUN_ONLY if k in given))}
             self._runs.update(run_id, status="queued", config={**old, **passed, "device": device})
             self._p._emit("runs", action="queued", run=run_id, report=None)
-        more = epochs
 
         def work(job: Job) -> None:
             run_cfg = cfg
             if resume_from is not None:
-                run_cfg = dataclasses.replace(cfg, epochs=self._epochs_to_resume(run_id, more))
+                run_cfg = dataclasses.replace(cfg, epochs=self._epochs_to_resume(run_id, epochs))
             self._train_work(
                 job, run_id, run_cfg, set(settings), model, weights, device, resume_from, download
             )

@@ -4,6 +4,8 @@ record (categories, images, annotations, runs, predictions), and change events.
 All SQL of deepblock_nb lives in this package.
 """
 
+import sqlite3
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from deepblock_nb.store.annotations import Annotations, ExportBoxes, ImportedBox
@@ -47,6 +49,6 @@ class Store:
         self.runs = Runs(db)
         self.predictions = Predictions(db)
 
-    def write(self):  # type: ignore[no-untyped-def]
+    def write(self) -> AbstractContextManager[sqlite3.Connection]:
         """One transaction over any of the repositories (``with store.write(): ...``)."""
         return self.db.write()

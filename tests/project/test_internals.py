@@ -203,6 +203,9 @@ def test_annotation_events_during_training_leave_threads_and_connections_flat(
     assert job.status in (JobStatus.RUNNING, JobStatus.STOPPING), "training must still run"
     job.stop().wait(TIMEOUT)
     assert ui_idle(10)
+    print(
+        f"\nthreads, open SQLite connections every 100 events: {counts} (training: {threads_training}, {connections_training})"
+    )
     for threads, connections in counts:
         assert threads <= threads_training, counts
         assert connections <= connections_training, counts
