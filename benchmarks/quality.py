@@ -178,7 +178,12 @@ def _model_name(project: Any, run_id: int) -> str:
 
 
 def run_ours(
-    data_dir: Path, mosaic: Path | None, grid: int, epochs: int | None, budget: float
+    data_dir: Path,
+    mosaic: Path | None,
+    grid: int,
+    epochs: int | None,
+    budget: float,
+    keep: Path | None = None,
 ) -> dict[str, Any]:
     import deepblock_nb as dbn
 
@@ -265,13 +270,18 @@ def run_ours(
                     flush=True,
                 )
         project.close()
+        if keep is not None:  # the trained project and the data, to study without training again
+            shutil.copytree(Path(tmp) / "project", keep / "project", dirs_exist_ok=True)
+            shutil.copytree(data_dir, keep / "data", dirs_exist_ok=True)
+            print(f"  [{label}] project and data kept in {keep}", flush=True)
     return out
 
 
 def _child(args: argparse.Namespace) -> None:
     spec = json.loads(args.child)
     mosaic = Path(spec["mosaic"]) if spec["mosaic"] else None
-    out = run_ours(Path(spec["data"]), mosaic, spec["grid"], spec["epochs"], spec["budget"])
+    keep = Path(spec["keep"]) / spec["name"] if spec.get("keep") else None
+    out = run_ours(Path(spec["data"]), mosaic, spec["grid"], spec["epochs"], spec["budget"], keep)
     Path(spec["out"]).write_text(json.dumps(out))
 
 
@@ -292,7 +302,7 @@ def spawn_ours(spec: dict[str, Any], tmp: Path, imagenet: bool) -> dict[str, Any
         "DEEPBLOCK_DOWNLOAD_WEIGHTS": "0",
         "PYTHONWARNINGS": "ignore",
     }
-    cmd = [sys.executable, __file__, "--child", json.dumps({**spec, "out": str(out)})]
+    cmd = [sys.executable, __file__, "--child", json.dumps({**spec, "out": str(out), "name": name})]
     proc = subprocess.run(cmd, env=env)
     if proc.returncode or not out.exists():
         return {"error": f"the child process failed (exit {proc.returncode}); its output is above"}
@@ -464,6 +474,9 @@ def main() -> None:
         "--imagenet", action="store_true", help="also train with the ImageNet MobileNetV2 backbone"
     )
     ap.add_argument("--preview", nargs="?", const="quality_preview.png", default=None, metavar="PNG")
+    ap.add_argument(
+        "--keep", type=Path, default=None, metavar="DIR", help="keep each trained project and the data in DIR"
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -503,6 +516,7 @@ def main() -> None:
             "grid": grid,
             "epochs": args.epochs or (3 if args.quick else None),
             "budget": budget,
+            "keep": str(args.keep.resolve()) if args.keep else None,
         }
         given = "" if spec["epochs"] is None else f"epochs={spec['epochs']}"
         print(f"\n== ours: project.train({given}), hub cache empty ==", flush=True)

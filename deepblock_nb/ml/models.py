@@ -39,7 +39,13 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator, DefaultBo
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.fcos import FCOS
 from torchvision.models.detection.ssd import SSD
-from torchvision.ops import FrozenBatchNorm2d, complete_box_iou_loss
+from torchvision.ops import (
+    FrozenBatchNorm2d,
+    batched_nms,
+    box_iou,
+    clip_boxes_to_image,
+    complete_box_iou_loss,
+)
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from deepblock_nb.errors import ModelError
@@ -151,6 +157,49 @@ class IoULossSSD(SSD):
             count += int(fg.numel())
         losses["bbox_iou"] = self.iou_loss_weight * total / max(1, count)
         return losses
+
+    #: box voting: each box kept by NMS becomes the score-weighted mean of the
+    #: candidates of its class that overlap it by at least this IoU (None: off)
+    vote_iou: float | None = 0.5
+
+    def postprocess_detections(
+        self,
+        head_outputs: dict[str, torch.Tensor],
+        image_anchors: list[torch.Tensor],
+        image_shapes: list[tuple[int, int]],
+    ) -> list[dict[str, torch.Tensor]]:
+        """SSD's decoding (per class: score floor, top-k, class-wise NMS), then box
+        voting: many anchors see one object, and their mean box, weighted by score,
+        is tighter than the single best one (what mAP at strict IoU thresholds
+        counts). Scores and which boxes are kept do not change."""
+        scores_all = torch.softmax(head_outputs["cls_logits"], dim=-1)
+        detections: list[dict[str, torch.Tensor]] = []
+        for regression, scores, anchors, shape in zip(
+            head_outputs["bbox_regression"], scores_all, image_anchors, image_shapes
+        ):
+            decoded = clip_boxes_to_image(self.box_coder.decode_single(regression, anchors), shape)
+            parts_b, parts_s, parts_l = [], [], []
+            for label in range(1, scores.size(-1)):
+                score = scores[:, label]
+                idx = torch.where(score > self.score_thresh)[0]
+                score, top = score[idx].topk(min(self.topk_candidates, idx.numel()))
+                parts_b.append(decoded[idx[top]])
+                parts_s.append(score)
+                parts_l.append(torch.full_like(top, label))
+            boxes, score, labels = torch.cat(parts_b), torch.cat(parts_s), torch.cat(parts_l)
+            keep = batched_nms(boxes, score, labels, self.nms_thresh)[: self.detections_per_img]
+            kept = boxes[keep]
+            if self.vote_iou is not None and keep.numel():
+                weight = box_iou(kept, boxes) >= self.vote_iou
+                weight &= labels[keep, None] == labels[None, :]
+                w = weight.to(score.dtype) * score[None, :]
+                kept = clip_boxes_to_image((w @ boxes) / w.sum(dim=1, keepdim=True).clamp_min(1e-12), shape)
+                # two kept boxes of one object vote for the same candidates and move
+                # together: the refined boxes go through NMS again
+                again = batched_nms(kept, score[keep], labels[keep], self.nms_thresh)
+                kept, keep = kept[again], keep[again]
+            detections.append({"boxes": kept, "scores": score[keep], "labels": labels[keep]})
+        return detections
 
 
 def _build_ssdlite(

@@ -161,3 +161,41 @@ def test_device_resolution() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ModelError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def _decode_votes(net: nn.Module, boxes: list[list[float]], scores: list[float], vote: float | None) -> Any:
+    """The small SSD's own post-processing of anchors given as boxes (zero regression)
+    with the given class-1 scores (softmax of [0, logit])."""
+    anchors = torch.tensor(boxes)
+    p = torch.tensor(scores)
+    logits = torch.zeros(1, len(boxes), net.head.classification_head.num_columns)
+    logits[0, :, 1] = torch.log(p / (1 - p))
+    logits[0, :, 2:] = -20.0
+    head = {"bbox_regression": torch.zeros(1, len(boxes), 4), "cls_logits": logits}
+    old = net.vote_iou
+    net.vote_iou = vote
+    try:
+        return net.postprocess_detections(head, [anchors], [(100, 100)])[0]
+    finally:
+        net.vote_iou = old
+
+
+def test_ssd_box_voting_tightens_and_resolves_two_views_of_one_object(empty_hub: Path) -> None:
+    net = build_model("small", 2, tile_size=128).module
+    # three views of one object: the kept box moves to their score-weighted mean
+    out = _decode_votes(net, [[10, 10, 30, 30], [12, 10, 32, 30], [10, 12, 30, 32]], [0.9, 0.6, 0.3], 0.5)
+    assert len(out["boxes"]) == 1 and float(out["scores"][0]) == pytest.approx(0.9, abs=1e-5)
+    mean = (0.9 * torch.tensor([10, 10, 30, 30.0]) + 0.6 * torch.tensor([12, 10, 32, 30.0])
+            + 0.3 * torch.tensor([10, 12, 30, 32.0])) / 1.8  # fmt: skip
+    assert torch.allclose(out["boxes"][0], mean, atol=1e-4)
+    plain = _decode_votes(net, [[10, 10, 30, 30], [12, 10, 32, 30], [10, 12, 30, 32]], [0.9, 0.6, 0.3], None)
+    assert torch.allclose(plain["boxes"][0], torch.tensor([10, 10, 30, 30.0]))
+    # two boxes of one object at IoU 0.33 survive NMS; the candidate between them
+    # pulls both together, and NMS on the voted boxes keeps one
+    two = [[0, 0, 20, 20], [10, 0, 30, 20], [5, 0, 25, 20]]
+    assert len(_decode_votes(net, two, [0.9, 0.85, 0.8], None)["boxes"]) == 2
+    voted = _decode_votes(net, two, [0.9, 0.85, 0.8], 0.5)
+    assert len(voted["boxes"]) == 1 and float(voted["scores"][0]) == pytest.approx(0.9, abs=1e-5)
+    # two separate objects stay two
+    apart = _decode_votes(net, [[0, 0, 20, 20], [40, 40, 60, 60], [1, 1, 21, 21]], [0.9, 0.8, 0.7], 0.5)
+    assert len(apart["boxes"]) == 2
