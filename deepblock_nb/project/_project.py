@@ -340,24 +340,37 @@ class Project:
         """The image's boxes: ``xyxy`` in image pixels, ``class_id`` = category ids, ``ids`` = box ids."""
         return self._store.annotations.of_image(self.image(image).id)
 
-    def add_box(self, image: ImageLike, category: CategoryLike, xyxy: npt.ArrayLike) -> int:
+    def annotation_sources(self, box_ids: Sequence[int] | npt.ArrayLike) -> dict[int, str]:
+        """``{box id: source}`` ("manual", "imported", ...) of the boxes of ``box_ids`` that exist."""
+        ids = np.asarray(box_ids).reshape(-1)
+        if ids.size and not np.issubdtype(ids.dtype, np.integer):
+            raise ArgumentError(f"box ids are ints, not {ids.dtype}")
+        return self._store.annotations.sources(ids.tolist())
+
+    def add_box(
+        self, image: ImageLike, category: CategoryLike, xyxy: npt.ArrayLike, *, source: str = "manual"
+    ) -> int:
         """Add one box (pixels of the full image); returns its id.
 
         A box partly outside the image is clipped to it; an inverted or empty box,
         or one wholly outside the image, is refused with :class:`AnnotationError`.
+        ``source`` says where it came from ("manual": drawn; see :meth:`annotation_sources`).
         """
-        return int(self.add_boxes(image, category, box_array(xyxy, "box").reshape(1, 4))[0])
+        return int(self.add_boxes(image, category, box_array(xyxy, "box").reshape(1, 4), source=source)[0])
 
     def add_boxes(
-        self, image: ImageLike, categories: Sequence[CategoryLike] | CategoryLike, xyxy: npt.ArrayLike
-    ) -> np.ndarray:
+        self, image: ImageLike, categories: Sequence[CategoryLike] | CategoryLike, xyxy: npt.ArrayLike, *,
+        source: str = "manual",
+    ) -> np.ndarray:  # fmt: skip
         """Add many boxes to one image in one transaction; returns their ids ``(N,)``."""
+        if not isinstance(source, str) or not source.strip():
+            raise ArgumentError(f"a box's source is a non-empty string, not {source!r}")
         rec = self.image(image)
         boxes, _ = clip_checked(box_array(xyxy, "boxes").reshape(-1, 4), rec.image_wh, f"image {rec.name!r}")
         cat_ids = self._category_ids(categories, len(boxes))
         if len(cat_ids) != len(boxes):
             raise ArgumentError(f"got {len(cat_ids)} categories for {len(boxes)} boxes")
-        ids = self._store.annotations.add(rec.id, cat_ids, boxes)
+        ids = self._store.annotations.add(rec.id, cat_ids, boxes, source=source.strip())
         self._emit("annotations", action="added", image=rec, ids=ids)
         return ids
 

@@ -68,6 +68,18 @@ class Annotations:
         ).reshape(-1, 2)
         return ExportBoxes(xyxy, np.array([r["category_id"] for r in rows], np.int64), src)
 
+    def sources(self, box_ids: Sequence[int] | np.ndarray) -> dict[int, str]:
+        """``{box id: source}`` ("manual", "imported", ...) of the given boxes that exist."""
+        ids = [int(i) for i in box_ids]
+        out: dict[int, str] = {}
+        for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit is far above 500
+            chunk = ids[start : start + 500]
+            rows = self._db.query(
+                f"SELECT id, source FROM annotations WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            )
+            out.update({int(r["id"]): str(r["source"]) for r in rows})
+        return out
+
     def image_of(self, box_id: int) -> int | None:
         """The id of the image a box belongs to (None: no such box)."""
         value = self._db.scalar("SELECT image_id FROM annotations WHERE id = ?", (int(box_id),))

@@ -19,7 +19,7 @@ __all__ = ["AddBox", "Command", "DeleteBox", "History", "UpdateBox"]
 
 
 class BoxEditor(Protocol):
-    def add_box(self, image: Any, category: Any, xyxy: Any) -> int: ...
+    def add_box(self, image: Any, category: Any, xyxy: Any, source: str = "manual") -> int: ...
     def update_box(self, box_id: int, xyxy: Any = None, category: Any = None) -> None: ...
     def delete_box(self, box_id: int) -> None: ...
 
@@ -70,16 +70,18 @@ class AddBox:
 
 @dataclass(frozen=True)
 class DeleteBox:
-    """A box was deleted; undo adds one with the same geometry and category (a new id)."""
+    """A box was deleted; undo adds one with the same geometry, category and source (a new id)."""
 
     image_id: int
     key: int
     category: int
     xyxy: tuple[float, float, float, float]
+    source: str = "manual"
     kind: Literal["delete"] = "delete"
 
     def undo(self, editor: BoxEditor, ids: _Ids) -> None:
-        ids.bind(self.key, editor.add_box(self.image_id, self.category, np.array(self.xyxy)))
+        box = editor.add_box(self.image_id, self.category, np.array(self.xyxy), source=self.source)
+        ids.bind(self.key, box)
 
     def redo(self, editor: BoxEditor, ids: _Ids) -> None:
         editor.delete_box(ids.current(self.key))
@@ -138,10 +140,10 @@ class History:
     def added(self, image_id: int, box_id: int, category: int, xyxy: Any) -> None:
         self._push(AddBox(int(image_id), self._ids.key(box_id), int(category), _xyxy(xyxy)))
 
-    def deleted(self, image_id: int, box_id: int, category: int, xyxy: Any) -> None:
+    def deleted(self, image_id: int, box_id: int, category: int, xyxy: Any, source: str = "manual") -> None:
         key = self._ids.key(box_id)
         self._ids.drop(key)
-        self._push(DeleteBox(int(image_id), key, int(category), _xyxy(xyxy)))
+        self._push(DeleteBox(int(image_id), key, int(category), _xyxy(xyxy), str(source)))
 
     def updated(
         self,

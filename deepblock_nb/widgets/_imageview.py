@@ -1,10 +1,11 @@
 """ImageView: one project image on an ipycanvas MultiCanvas with pan and zoom.
 
 Layers: 0 the image pixels, 1 overlays (boxes, grid lines), 2 interaction
-(the rubber band while drawing). Only the visible part of the image is read, at
-the coarsest resolution that fills the canvas: the overview while zoomed out,
-``read_region`` on a pyramid level when zoomed in. Never the whole full-resolution
-image.
+(the rubber band while drawing). The image layer is composed of tiles (see
+``_tiles``) of the coarsest source that fills the canvas: the overview while
+zoomed out, a pyramid level when zoomed in. Each tile is read once (never the
+whole full-resolution image), sent once and kept in the browser, so panning back
+to a place already seen sends no pixels.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from ipycanvas import MultiCanvas, hold_canvas
-from PIL import Image
 
 from deepblock_nb.widgets._boxindex import BoxIndex
+from deepblock_nb.widgets._tiles import TILE, TileCache
 from deepblock_nb.widgets._util import DRAW_LOCK
-from deepblock_nb.widgets._viewport import Viewport, convert, fit, pan, render_plan, zoom_at
+from deepblock_nb.widgets._viewport import Viewport, convert, fit, pan, zoom_at
 
 __all__ = ["ImageView"]
 
@@ -46,7 +47,11 @@ class ImageView:
         width: int = 800,
         height: int = 560,
         overview_side: int = 2048,
+        max_tiles: int = 512,
+        tile: int = TILE,
+        tile_format: str = "png",
     ) -> None:
+        self.tiles = TileCache(max_tiles=max_tiles, tile=tile, fmt=tile_format)
         self.project = project
         self.canvas = MultiCanvas(3, width=width, height=height)
         self.canvas.layout.width = f"{width}px"
@@ -69,14 +74,15 @@ class ImageView:
         self._down_viewport: Viewport | None = None
         self._pointer: Point = (width / 2, height / 2)
         self._last_drag = 0.0
-        self.renders = 0  # image-layer paints (for tests and benchmarks)
+        self._clients = 0
+        self.renders = 0  # image-layer paints (for tests and benchmarks); bytes: self.tiles.bytes_sent
         c = self.canvas
         c.on_mouse_down(self._on_mouse_down)
         c.on_mouse_move(self._on_mouse_move)
         c.on_mouse_up(self._on_mouse_up)
         c.on_mouse_out(self._on_mouse_out)
         c.on_mouse_wheel(self._on_mouse_wheel)
-        c.on_client_ready(self.redraw)
+        c.on_client_ready(self._on_client_ready)
 
     # -- the image ---------------------------------------------------------------
     @property
@@ -99,6 +105,7 @@ class ImageView:
             source.close()
             raise
         self.image, self._source, self._overview = rec, source, overview
+        self.tiles.reset(source, overview, (rec.width, rec.height))
         self.viewport = fit((rec.width, rec.height), self.canvas_wh)
         self.redraw()
 
@@ -109,12 +116,22 @@ class ImageView:
 
     def close(self) -> None:
         self._close_source()
+        self.tiles.close()
         self.canvas.close()
 
     def _close_source(self) -> None:
         if self._source is not None:
             self._source.close()
         self._source, self._overview = None, None
+        self.tiles.reset(None, None, (1, 1))
+
+    def _on_client_ready(self) -> None:
+        # the first client got every tile sent so far (widget messages reach it even
+        # before display); a later one (a reloaded page) has blank tile canvases
+        self._clients += 1
+        if self._clients > 1:
+            self.tiles.clear()
+        self.redraw()
 
     # -- view changes --------------------------------------------------------------
     def set_viewport(self, vp: Viewport, fast: bool = False) -> None:
@@ -167,33 +184,20 @@ class ImageView:
             layer.font = "16px sans-serif"
             layer.fill_text("no image", 20, 30)
             return
-        ov = self._overview
-        plan = render_plan(
-            self.viewport, list(self._source.levels), (ov.shape[1], ov.shape[0]), overview_only=fast
-        )
-        if plan is None:
-            return
-        x, y, w, h = plan.source
-        if plan.level is None:
-            pixels = ov[y : y + h, x : x + w]
-        else:
-            pixels = self._source.read_region(x, y, w, h, level=plan.level)
-        dx, dy, dw, dh = plan.dest
-        if (dw, dh) != (w, h):
-            resample = Image.Resampling.BILINEAR if dw < w else Image.Resampling.NEAREST
-            pixels = np.asarray(Image.fromarray(np.ascontiguousarray(pixels)).resize((dw, dh), resample))
-        layer.put_image_data(pixels, dx, dy)
-        self.renders += 1
+        if self.tiles.paint(layer, self.viewport, fast):
+            self.renders += 1
 
     def stroke_boxes(
         self,
         xyxy: npt.ArrayLike,
-        colors: Sequence[str],
+        colors: Sequence[str] | np.ndarray,
         layer: int = 1,
         line_width: float = 2.0,
-        labels: Sequence[str] | None = None,
+        labels: Sequence[str] | np.ndarray | None = None,
         index: BoxIndex | None = None,
         max_boxes: int = MAX_STROKED_BOXES,
+        label_min_height: float = 0.0,
+        max_labels: int = 300,
     ) -> int:
         """Stroke image boxes ``(N, 4)`` in per-box colours; returns how many were visible.
 
@@ -205,14 +209,19 @@ class ImageView:
         up, converted and drawn; when more than ``max_boxes`` are visible a density
         (one filled, translucent cell per :data:`DENSITY_CELL` canvas pixels, alpha
         by count) is drawn instead of boxes and labels.
+
+        ``labels`` (one per row) are written at the top-left inside each visible box
+        at least ``label_min_height`` canvas pixels tall, in its colour; at most
+        ``max_labels`` of them (the tallest boxes) per call.
         """
         assert self.viewport is not None
+        lab = (labels, label_min_height, max_labels)
         if index is not None:
-            return self._stroke_indexed(xyxy, colors, layer, line_width, labels, index, max_boxes)
+            return self._stroke_indexed(xyxy, colors, layer, line_width, lab, index, max_boxes)
         b = convert(self.viewport, np.asarray(xyxy, dtype=np.float64).reshape(-1, 4), "view")  # [N,4]
         cw, ch = self.canvas_wh
         visible = (b[:, 2] >= 0) & (b[:, 0] <= cw) & (b[:, 3] >= 0) & (b[:, 1] <= ch)  # [N]
-        self._stroke_view_boxes(b, np.asarray(colors, dtype=object), visible, layer, line_width, labels)
+        self._stroke_view_boxes(b, np.asarray(colors, dtype=object), visible, layer, line_width, lab)
         return int(visible.sum())
 
     def _stroke_view_boxes(
@@ -222,30 +231,38 @@ class ImageView:
         visible: np.ndarray,
         layer: int,
         line_width: float,
-        labels: Sequence[str] | None,
+        lab: tuple[Sequence[str] | np.ndarray | None, float, int],
         ids: np.ndarray | None = None,
     ) -> None:
-        """Stroke canvas boxes ``b`` (K, 4) where ``visible``; ``ids`` map rows to ``labels`` indices."""
+        """Stroke canvas boxes ``b`` (K, 4) where ``visible``; ``lab`` is (labels, label_min_height,
+        max_labels) as in :meth:`stroke_boxes`; ``ids`` map rows to ``labels`` indices."""
         canvas = self.canvas[layer]
         canvas.line_width = line_width
         for color in dict.fromkeys(col[visible].tolist()):
             k = visible & (col == color)
             canvas.stroke_style = color
             canvas.stroke_rects(b[k, 0], b[k, 1], b[k, 2] - b[k, 0], b[k, 3] - b[k, 1])
-        if labels is not None and 0 < visible.sum() <= 300:
-            canvas.font = "12px sans-serif"
-            for i in np.flatnonzero(visible):
-                canvas.fill_style = str(col[i])
-                j = int(i) if ids is None else int(ids[i])
-                canvas.fill_text(str(labels[j]), float(b[i, 0]) + 2, max(float(b[i, 1]) - 3, 11.0))
+        labels, min_height, max_labels = lab
+        if labels is None:
+            return
+        height = b[:, 3] - b[:, 1]  # [K] canvas pixels
+        rows = np.flatnonzero(visible & (height >= min_height))
+        if len(rows) > max_labels:
+            rows = rows[np.argsort(-height[rows], kind="stable")[: max(max_labels, 0)]]
+        if len(rows):
+            canvas.font = "11px sans-serif"
+        for i in rows.tolist():
+            canvas.fill_style = str(col[i])
+            j = i if ids is None else int(ids[i])
+            canvas.fill_text(str(labels[j]), float(b[i, 0]) + 2, float(b[i, 1]) + 11)
 
     def _stroke_indexed(
         self,
         xyxy: npt.ArrayLike,
-        colors: Sequence[str],
+        colors: Sequence[str] | np.ndarray,
         layer: int,
         line_width: float,
-        labels: Sequence[str] | None,
+        lab: tuple[Sequence[str] | np.ndarray | None, float, int],
         index: BoxIndex,
         max_boxes: int,
     ) -> int:
@@ -260,7 +277,7 @@ class ImageView:
             col = colors[ids].astype(object)
         else:  # a list of 100,000 strings costs more to convert than to index
             col = np.array([colors[i] for i in ids.tolist()], dtype=object)
-        self._stroke_view_boxes(b, col, np.ones(len(ids), dtype=bool), layer, line_width, labels, ids)
+        self._stroke_view_boxes(b, col, np.ones(len(ids), dtype=bool), layer, line_width, lab, ids)
         return len(ids)
 
     def _paint_density(self, index: BoxIndex, layer: int, rgb: tuple[int, int, int] = (255, 196, 0)) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from deepblock_nb.errors import ArgumentError
+from deepblock_nb.io.images import level_for
 
 __all__ = [
     "MAX_SCALE",
@@ -218,13 +219,13 @@ def resize_box(
 
 
 def choose_level(levels: list[tuple[int, int]] | tuple[tuple[int, int], ...], scale: float) -> int:
-    """The coarsest pyramid level whose resolution still meets ``scale`` (canvas px per image px)."""
-    full_w = levels[0][0]
-    best = 0
-    for i, (lw, _) in enumerate(levels):
-        if lw / full_w >= min(scale, 1.0) - 1e-9:
-            best = i
-    return best
+    """The coarsest pyramid level whose resolution still meets ``scale`` (canvas px per image px).
+
+    The rule of :func:`deepblock_nb.io.images.level_for`, for a view reduced
+    ``1 / scale`` times (a level exactly at ``scale`` counts as meeting it).
+    """
+    s = max(min(scale, 1.0), 1e-12) * (1 - 1e-9)
+    return level_for(levels, 1 / s, 1 / s)
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,16 @@ import ipywidgets as W
 import numpy as np
 from ipycanvas import hold_canvas
 
-from deepblock_nb.core.detections import Detections
 from deepblock_nb.widgets._boxindex import BoxIndex
+from deepblock_nb.widgets._boxlist import BoxList, CategoryToggles, centred_on, source_reader
+from deepblock_nb.widgets._editor import MANUAL_SOURCE, Editor
 from deepblock_nb.widgets._history import History
 from deepblock_nb.widgets._imageview import MODES, ImageView, Point
+from deepblock_nb.widgets._keys import SHORTCUTS, on_key
 from deepblock_nb.widgets._util import DRAW_LOCK, Subscriptions, Throttle, error_html, guarded, info_html
 from deepblock_nb.widgets._viewport import box_from_drag, convert, handle_at, hit_test, resize_box
 
-__all__ = ["Labeler"]
+__all__ = ["SHORTCUTS", "Labeler"]
 
 #: from this many boxes on an image, hit tests and drawing go through a spatial index
 INDEX_MIN_BOXES = 500
@@ -28,12 +30,8 @@ INDEX_MIN_BOXES = 500
 _SPLIT_OPTIONS = [("all images", "all"), ("train", "train"), ("evaluate", "evaluate"), ("predict", "predict")]
 HANDLE_RADIUS = 6.0  # canvas pixels around a handle of the selected box that start a resize
 MIN_DRAG = 3.0  # canvas pixels a move or resize must cover to count (less is a click)
-SHORTCUTS = (
-    "keys (click the image first; click outside it to give the keys back to the notebook): "
-    "d draw &middot; s select &middot; h pan &middot; 1-9 category (relabels the selected box) &middot; "
-    "Delete/Backspace delete &middot; Esc cancel/deselect &middot; n/&rarr; next &middot; p/&larr; previous &middot; "
-    "Ctrl+Z undo &middot; Ctrl+Shift+Z/Ctrl+Y redo &middot; +/- zoom &middot; 0/f fit"
-)
+LABEL_MIN_HEIGHT = 24.0  # canvas pixels a box must be tall for its category name to be written on it
+MAX_LABELS = 300  # category names written at once, at most
 
 
 class Labeler(W.VBox):
@@ -44,6 +42,11 @@ class Labeler(W.VBox):
     resize it; Delete removes it; choosing another category recolours it), *pan*
     (drag to move the view). The mouse wheel and the +/- buttons zoom; "fit" shows
     the whole image. Keys (while the canvas has the focus): see :data:`SHORTCUTS`.
+
+    Below the image, ``box_list`` lists the shown boxes a page at a time (a click on
+    a row selects the box and centres the view on it); ``toggles`` hide boxes, all
+    or per category (hidden boxes are neither drawn, hit nor listed). Boxes at
+    least :data:`LABEL_MIN_HEIGHT` canvas pixels tall carry their category's name.
 
     Every box goes through ``project.add_box`` / ``update_box`` / ``delete_box``.
     Edits are recorded in one :class:`History` per Labeler (``undo()`` /
@@ -78,6 +81,12 @@ class Labeler(W.VBox):
         self.history = History()
         self._color_map: dict[int, str] = {}
         self._boxes: Any = None  # the current image's Detections
+        self._shown_of: tuple[Any, Any] = (None, None)  # (boxes, hidden key) _shown_det was made from
+        self._shown_det: Any = None
+        self._names: dict[int, str] = {}
+        self._luts = (np.array(["#ffffff"], dtype=object), np.array(["?"], dtype=object))
+        self.box_list = BoxList(guarded(self._on_pick_row, self._error), read=source_reader(project))
+        self.toggles = CategoryToggles(guarded(self._on_visibility, self._error))
         self._subs = Subscriptions()
         own = self._subs.own
         self._images_throttle = own(Throttle(self.refresh_images, interval))
@@ -175,8 +184,20 @@ class Labeler(W.VBox):
             "drag a corner or edge to resize it &middot; pan: drag &middot; wheel: zoom</span>"
         )
         self.shortcuts = W.HTML(f"<span style='color:#666;font-size:smaller'>{SHORTCUTS}</span>")
+        canvas = self.view.canvas
         super().__init__(
-            [toolbar, tools, hint, self.view.canvas, self.shortcuts, self.info, self.status], **kwargs
+            [
+                toolbar,
+                tools,
+                self.toggles,
+                hint,
+                canvas,
+                self.shortcuts,
+                self.info,
+                self.box_list,
+                self.status,
+            ],
+            **kwargs,
         )
         self.refresh_categories()
         self.refresh_images()
@@ -216,6 +237,13 @@ class Labeler(W.VBox):
     def refresh_categories(self) -> None:
         cats = self.project.categories
         self._color_map = {c.id: c.color for c in cats}
+        self._names = {c.id: c.name for c in cats}
+        size = max([0, *self._names]) + 1  # lookup tables by category id; row 0: unknown ids
+        colors, names = np.full(size, "#ffffff", dtype=object), np.full(size, "?", dtype=object)
+        for c in cats:
+            colors[c.id], names[c.id] = c.color, c.name
+        self._luts = (colors, names)
+        self.toggles.set_categories([(c.id, c.name) for c in cats])
         current = self.category.value
         self.category.options = [(c.name, c.id) for c in cats]
         ids = [c.id for c in cats]
@@ -244,6 +272,8 @@ class Labeler(W.VBox):
         self.selected = None
         self.delete_button.disabled = True
         self._boxes = None if image_id is None else self.project.annotations(image_id)
+        self.box_list.reset()
+        self._list_boxes()
         self.view.show(image_id)
         self._sync_done()
         self._update_info()
@@ -301,6 +331,8 @@ class Labeler(W.VBox):
         if self.selected is not None and self.selected not in set(self._boxes.ids.tolist()):
             self.selected = None
             self.delete_button.disabled = True
+        self.box_list.sources.clear()  # another writer may have replaced boxes
+        self._list_boxes()
         self.view.redraw_overlay()
         self._update_info()
 
@@ -312,25 +344,50 @@ class Labeler(W.VBox):
     def _draw_overlay(self, view: ImageView) -> None:
         if self.show_grid.value and self.image is not None and self.image.grid is not None:
             view.stroke_grid(self.project.tiles(self.image.id))
-        det = self._boxes
-        if det is None or len(det.xyxy) == 0:
-            return
-        colors = self._colors()
-        view.stroke_boxes(
-            det.xyxy, [colors.get(int(c), "#ffffff") for c in det.class_id], index=self._box_index()
-        )
-        if self.selected is not None:
-            k = np.flatnonzero(det.ids == self.selected)
-            if len(k):
-                names = {c.id: c.name for c in self.project.categories}
-                cid = int(det.class_id[k[0]])
-                view.stroke_boxes(det.xyxy[k], ["#ffff00"], line_width=4, labels=[names.get(cid, "?")])
+        det = self._shown()
+        if det is not None and len(det.xyxy):
+            colors, names = self._luts
+            cls = np.where(det.class_id < len(colors), det.class_id, 0)  # [N]
+            view.stroke_boxes(
+                det.xyxy,
+                colors[cls],
+                index=self._box_index(),
+                labels=names[cls],
+                label_min_height=LABEL_MIN_HEIGHT,
+                max_labels=MAX_LABELS,
+            )
+        box = self._selected_box()
+        if box is not None:
+            name = self._names.get(self._selected_category(), "?")
+            view.stroke_boxes(box.reshape(1, 4), ["#ffff00"], line_width=4, labels=[name])
+
+    def _shown(self) -> Any:
+        """The shown image's boxes that are not hidden (a Detections, cached until either changes)."""
+        det, key = self._boxes, self.toggles.key()
+        if det is None:
+            return None
+        if self._shown_of[0] is not det or self._shown_of[1] != key:
+            rows = self.toggles.shown_rows(det.class_id)
+            self._shown_det = det if len(rows) == len(det.class_id) else det[rows]
+            self._shown_of = (det, key)
+        return self._shown_det
+
+    def _list_boxes(self) -> None:
+        self.box_list.set_boxes(self._shown(), self._names)
+
+    def _on_visibility(self) -> None:
+        shown = self._shown()
+        if self.selected is not None and (shown is None or self.selected not in shown.ids):
+            self.select(None)
+        self._list_boxes()
+        self.view.redraw_overlay()
+        self._update_info()
 
     def _box_index(self) -> BoxIndex | None:
         """A spatial index of the shown boxes, for images with many (rebuilt, vectorised,
         when the boxes change: about 40 ms for 100,000): hit tests and drawing then
         touch only what the view shows, and a zoomed-out view draws a density."""
-        det = self._boxes
+        det = self._shown()
         if det is None or len(det.xyxy) < INDEX_MIN_BOXES or self.image is None:
             return None
         if self._index_of is not det:
@@ -363,10 +420,10 @@ class Labeler(W.VBox):
             if handle is not None:
                 self._gesture = f"resize:{handle}"
                 return
-        index = self._box_index()
+        index, shown = self._box_index(), self._shown()
         point = tuple(self.view.to_image(p))
-        k = index.hit(point) if index is not None else hit_test(self._boxes.xyxy, point)
-        self.select(None if k < 0 else int(self._boxes.ids[k]))
+        k = index.hit(point) if index is not None else hit_test(shown.xyxy, point)
+        self.select(None if k < 0 else int(shown.ids[k]))
         self._gesture = None if k < 0 else "move"
 
     def _dragged_box(self, p0: Point, p: Point) -> np.ndarray | None:
@@ -400,6 +457,7 @@ class Labeler(W.VBox):
             if self.category.value is None:
                 self._error("add a category before drawing boxes")
                 return
+            self.toggles.show(self.category.value)  # a new box is never drawn hidden
             box_id = self._editor.add_box(self.image.id, self.category.value, box)
             self.history.added(self.image.id, box_id, self.category.value, box)
             self._history_changed()
@@ -453,13 +511,14 @@ class Labeler(W.VBox):
             self._own_thread = None
 
     @property
-    def _editor(self) -> _Editor:
-        return _Editor(self)
+    def _editor(self) -> Editor:
+        return Editor(self)
 
     def _boxes_changed(self) -> None:
         if self.selected is not None and (self._boxes is None or self.selected not in self._boxes.ids):
             self.selected = None
             self.delete_button.disabled = True
+        self._list_boxes()
         self.view.redraw_overlay()
         self._update_info()
         self._images_throttle()  # the image list shows box counts
@@ -497,28 +556,47 @@ class Labeler(W.VBox):
 
     # -- selection -----------------------------------------------------------------------
     def select(self, box_id: int | None) -> None:
-        """Select a box by id (None clears); the category dropdown shows its category."""
+        """Select a box by id (None clears); the category dropdown shows its category, the
+        box list its row, and a hidden category is shown again."""
         self.selected = box_id
         self.delete_button.disabled = box_id is None
         if box_id is not None and self._boxes is not None:
             k = np.flatnonzero(self._boxes.ids == box_id)
             if len(k):
+                cid = int(self._boxes.class_id[k[0]])
                 self._selecting = True
                 try:
-                    self.category.value = int(self._boxes.class_id[k[0]])
+                    self.category.value = cid
                 finally:
                     self._selecting = False
+                if box_id not in self._shown().ids:
+                    self.toggles.show(cid)
+        self.box_list.reveal(box_id)
         self.view.redraw_overlay()
         self._update_info()
+
+    def centre_on(self, box_id: int) -> None:
+        """Centre the view on a box, zooming in when it would be under ~40 canvas pixels."""
+        if self._boxes is None or self.view.viewport is None or box_id not in self._boxes.ids:
+            return
+        k = int(np.flatnonzero(self._boxes.ids == box_id)[0])
+        self.view.set_viewport(centred_on(self.view.viewport, self._boxes.xyxy[k]))
+
+    def _on_pick_row(self, box_id: int) -> None:
+        if self.mode.value != "select":
+            self.mode.value = "select"  # a selection is a select-mode state
+        self.select(box_id)
+        self.centre_on(box_id)
 
     def delete_selected(self) -> None:
         box = self._selected_box()
         if self.selected is None or box is None or self.image is None:
             return
         box_id, cat = self.selected, self._selected_category()
+        source = self.box_list.sources.get(box_id) or self.project.annotation_sources([box_id]).get(box_id)
         self.select(None)
         self._editor.delete_box(box_id)
-        self.history.deleted(self.image.id, box_id, cat, box)
+        self.history.deleted(self.image.id, box_id, cat, box, source or MANUAL_SOURCE)
         self._history_changed()
         self.status.value = info_html(f"deleted box {box_id}")
 
@@ -539,33 +617,7 @@ class Labeler(W.VBox):
             self.select(None)
 
     def _on_key(self, key: str, shift: bool = False, ctrl: bool = False, meta: bool = False) -> None:
-        if ctrl or meta:
-            if key.lower() == "z" and not shift:
-                self.undo()
-            elif key.lower() in ("z", "y"):
-                self.redo()
-            return  # other browser/notebook combinations are not ours
-        if key in ("Delete", "Backspace"):
-            self.delete_selected()
-        elif key == "Escape":
-            self.cancel_drag()
-            self.select(None)
-        elif key in ("+", "="):
-            self.view.zoom(1.5)
-        elif key == "-":
-            self.view.zoom(1 / 1.5)
-        elif key in ("0", "f"):
-            self.view.fit_view()
-        elif len(key) == 1 and key in "123456789":
-            ids = [i for _, i in self.category.options]
-            if int(key) <= len(ids):
-                self.category.value = ids[int(key) - 1]  # relabels a selected box in select mode
-        elif key in ("d", "s", "h"):
-            self.mode.value = {"d": "draw", "s": "select", "h": "pan"}[key]
-        elif key in ("ArrowRight", "n"):
-            self.step(1)
-        elif key in ("ArrowLeft", "p", "b"):
-            self.step(-1)
+        on_key(self, key, shift, ctrl, meta)
 
     # -- status ------------------------------------------------------------------------------
     def _update_info(self) -> None:
@@ -574,10 +626,11 @@ class Labeler(W.VBox):
             self.info.value = info_html("no image: add images to the project first")
             return
         n = 0 if self._boxes is None else len(self._boxes.xyxy)
+        hidden = n - (0 if self._boxes is None else len(self._shown().xyxy))
         grid = "" if rec.grid is None else f", grid {rec.grid.rows} x {rec.grid.cols}"
         self.info.value = (
             f"<b>{html.escape(rec.name)}</b> {rec.width} x {rec.height} px ({rec.split}{grid}), "
-            f"{n} boxes, zoom {100 * vp.scale:.0f}%"
+            f"{n} boxes{f' ({hidden} hidden)' if hidden else ''}, zoom {100 * vp.scale:.0f}%"
             + ("" if self.selected is None else f", selected box {self.selected}")
         )
 
@@ -588,51 +641,3 @@ class Labeler(W.VBox):
         self._subs.close()
         self.view.close()
         super().close()
-
-
-class _Editor:
-    """The Project's box methods, run as this Labeler's own edits: the shown image's
-    in-memory boxes follow each change and only the overlay is redrawn."""
-
-    def __init__(self, lab: Labeler) -> None:
-        self._lab = lab
-
-    def add_box(self, image: Any, category: Any, xyxy: Any) -> int:
-        lab = self._lab
-        with lab._own():
-            box_id = lab.project.add_box(image, category, xyxy)
-        det = lab._boxes
-        if det is not None and lab.image is not None and int(image) == lab.image.id:
-            xy = lab._clip(np.asarray(xyxy, dtype=np.float64).reshape(1, 4))
-            lab._boxes = Detections(
-                np.concatenate([det.xyxy, xy]),
-                np.append(det.class_id, lab.project.category(category).id),
-                ids=np.append(det.ids, box_id),
-            )
-            lab._boxes_changed()
-        return box_id
-
-    def update_box(self, box_id: int, xyxy: Any = None, category: Any = None) -> None:
-        lab = self._lab
-        with lab._own():
-            lab.project.update_box(box_id, xyxy=xyxy, category=category)
-        det = lab._boxes
-        if det is not None and box_id in det.ids:
-            k = det.ids == box_id  # [N]
-            new_xyxy, new_cls = det.xyxy.copy(), det.class_id.copy()
-            if xyxy is not None:
-                new_xyxy[k] = lab._clip(xyxy)
-            if category is not None:
-                new_cls[k] = lab.project.category(category).id
-            lab._boxes = Detections(new_xyxy, new_cls, ids=det.ids)
-            lab._boxes_changed()
-
-    def delete_box(self, box_id: int) -> None:
-        lab = self._lab
-        with lab._own():
-            lab.project.delete_box(box_id)
-        det = lab._boxes
-        if det is not None and box_id in det.ids:
-            keep = det.ids != box_id  # [N]
-            lab._boxes = Detections(det.xyxy[keep], det.class_id[keep], ids=det.ids[keep])
-            lab._boxes_changed()
