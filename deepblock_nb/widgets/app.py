@@ -28,10 +28,11 @@ class CategoryEditor(W.VBox):
         self.list = W.Select(rows=6, layout=W.Layout(width="260px"))
         self.name = W.Text(placeholder="category name", layout=W.Layout(width="180px"))
         self.color = W.ColorPicker(value="#e6194b", concise=True, layout=W.Layout(width="40px"))
-        self.add_button = W.Button(description="Add", layout=W.Layout(width="70px"))
-        self.rename_button = W.Button(description="Rename", layout=W.Layout(width="80px"))
-        self.recolor_button = W.Button(description="Colour", layout=W.Layout(width="75px"))
-        self.remove_button = W.Button(description="Remove", layout=W.Layout(width="80px"))
+        # "auto" width: the text decides (a fixed width truncated it to "Ren..." in a narrow column)
+        self.add_button = W.Button(description="Add", layout=W.Layout(width="auto"))
+        self.rename_button = W.Button(description="Rename", layout=W.Layout(width="auto"))
+        self.recolor_button = W.Button(description="Colour", layout=W.Layout(width="auto"))
+        self.remove_button = W.Button(description="Remove", layout=W.Layout(width="auto"))
         self.legend = W.HTML()
         self.status = W.HTML()
         self._subs = Subscriptions()
@@ -51,7 +52,10 @@ class CategoryEditor(W.VBox):
                 self.legend,
                 self.list,
                 W.HBox([self.name, self.color]),
-                W.HBox([self.add_button, self.rename_button, self.recolor_button, self.remove_button]),
+                W.HBox(
+                    [self.add_button, self.rename_button, self.recolor_button, self.remove_button],
+                    layout=W.Layout(flex_flow="row wrap"),
+                ),
                 self.status,
             ],
             **kwargs,

@@ -60,7 +60,7 @@ class Scorecard(W.VBox):
         )
         self.figure = bq.Figure(
             marks=[self.pr_lines],
-            axes=[bq.Axis(scale=self.x, label="recall"), bq.Axis(scale=self.y, label="precision")],
+            axes=[bq.Axis(scale=self.x, label="recall"), bq.Axis(scale=self.y, label="precision", orientation="vertical")],
             title="Precision-recall (IoU 0.5)",
             legend_location="bottom-left",
             layout=W.Layout(width="560px", height="380px"),

@@ -106,3 +106,29 @@ def test_app_notebook_runs_on_a_fresh_demo_project(tmp_path, monkeypatch) -> Non
     views = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert len(views) == 1, "the last cell shows the App widget"
     assert (tmp_path / "demo" / "project.db").is_file()
+
+
+def _figures(widget: object) -> list[object]:
+    """Every bqplot Figure in a widget tree."""
+    import bqplot as bq
+
+    if isinstance(widget, bq.Figure):
+        return [widget]
+    found: list[object] = []
+    for child in getattr(widget, "children", ()):
+        found += _figures(child)
+    return found
+
+
+def test_every_chart_has_one_horizontal_axis_and_vertical_value_axes(wproject: dbn.Project) -> None:
+    """A value axis left at bqplot's default orientation is drawn along the bottom,
+    on top of the x axis (the precision-recall chart had no vertical axis)."""
+    app = App(wproject)
+    try:
+        figures = _figures(app)
+        assert len(figures) >= 3  # training curves, precision-recall, boxes per category
+        for fig in figures:
+            kinds = sorted(ax.orientation for ax in fig.axes)  # type: ignore[attr-defined]
+            assert kinds.count("horizontal") == 1 and kinds.count("vertical") >= 1, (fig.title, kinds)  # type: ignore[attr-defined]
+    finally:
+        app.close()
