@@ -5,6 +5,7 @@ events; ``App(project)`` puts them all in one tabbed widget.
 """
 
 from deepblock_nb.widgets.app import App, CategoryEditor, ImportPanel
+from deepblock_nb.widgets.download import DownloadButton
 from deepblock_nb.widgets.labeler import Labeler
 from deepblock_nb.widgets.predict import PredictPanel
 from deepblock_nb.widgets.scorecard import EvaluatePanel, Scorecard
@@ -16,6 +17,7 @@ from deepblock_nb.widgets.webcam import Webcam
 __all__ = [
     "App",
     "CategoryEditor",
+    "DownloadButton",
     "EvaluatePanel",
     "ImportPanel",
     "Labeler",

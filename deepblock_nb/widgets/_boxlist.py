@@ -198,7 +198,7 @@ class CategoryToggles(W.HBox):
     def __init__(self, on_change: Callable[[], None]) -> None:
         self.on_change = on_change
         self.all = W.Checkbox(
-            value=True, description="show boxes:", indent=False, layout=W.Layout(width="100px")
+            value=True, description="show boxes:", indent=False, layout=W.Layout(width="auto")
         )
         self.checks: dict[int, W.Checkbox] = {}
         self.all.observe(lambda _: self.on_change(), "value")

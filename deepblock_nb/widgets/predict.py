@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import html
 import time
 from pathlib import Path
@@ -21,11 +20,10 @@ from deepblock_nb.widgets._util import (
     guarded,
     info_html,
 )
+from deepblock_nb.widgets.download import DownloadButton
 from deepblock_nb.widgets.webcam import Webcam
 
 __all__ = ["PredictPanel", "unique_name"]
-
-_INLINE_DOWNLOAD_BYTES = 20_000_000  # larger exports are offered by path only
 
 
 def unique_name(name: str, taken: set[str]) -> str:
@@ -45,8 +43,8 @@ class PredictPanel(JobPanel):
     Images come from a file upload or a webcam capture (``split="predict"``).
     "Predict" runs ``project.predict`` in the background (this image or all);
     the threshold slider sets ``project.threshold`` and redraws from the stored
-    predictions without running the model again; "Export" writes the predictions
-    as COCO JSON and offers a download link. Project and job events (from any
+    predictions without running the model again; "Download JSON" / "Download CSV"
+    write the predictions at the threshold and save them in the browser, one click each. Project and job events (from any
     thread) are shown on the UI thread, at most once per ``interval`` seconds.
     """
 
@@ -93,8 +91,9 @@ class PredictPanel(JobPanel):
             readout_format=".2f",
             layout=W.Layout(width="380px"),
         )
-        self.export_button = W.Button(description="Export JSON", icon="download")
-        self.download = W.HTML()
+        # one click each: the file is made in the kernel and saved by the browser
+        self.download_json = DownloadButton(lambda: self._export_bytes("coco"), "Download JSON")
+        self.download_csv = DownloadButton(lambda: self._export_bytes("csv"), "Download CSV")
         self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0, layout=W.Layout(width="300px"))
         self.status = W.HTML()
         self.info = W.HTML()
@@ -107,7 +106,6 @@ class PredictPanel(JobPanel):
         self.stop_button.on_click(guarded(lambda _: self.job and self.job.stop(), err))
         self.clear_button.on_click(guarded(lambda _: self.clear(), err))
         self.threshold.observe(guarded(self._on_slider, err), "value")
-        self.export_button.on_click(guarded(lambda _: self.export(), err))
         for topic, handler in (
             ("images", self._on_images),
             ("predictions", self._on_predictions),
@@ -128,7 +126,7 @@ class PredictPanel(JobPanel):
                 W.HBox([self.image_list, zoom_out, zoom_in, fit_button]),
                 W.HBox([self.scope, self.accurate, self.predict_button, self.stop_button, self.clear_button]),
                 W.HBox([self.progress, self.status]),
-                W.HBox([self.threshold, self.export_button, self.download]),
+                W.HBox([self.threshold, self.download_json, self.download_csv]),
                 self.view.canvas,
                 self.info,
             ],
@@ -281,23 +279,23 @@ class PredictPanel(JobPanel):
         )
 
     # -- export ----------------------------------------------------------------------------
-    def export(self, path: str | Path | None = None) -> Path:
-        """Write the predictions as COCO JSON (default ``<project>/exports/predictions.json``)."""
-        path = Path(path) if path is not None else Path(self.project.path) / "exports" / "predictions.json"
+    def export(self, path: str | Path | None = None, format: str = "coco") -> Path:
+        """Write the predictions at the current threshold: COCO JSON (default
+        ``<project>/exports/predictions.json``, with its reference file beside it) or
+        ``format="csv"`` (``predictions.csv``)."""
+        suffix = ".csv" if format == "csv" else ".json"
+        default = Path(self.project.path) / "exports" / f"predictions{suffix}"
+        path = Path(path) if path is not None else default
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.project.export_predictions(path, format="coco")
-        size = path.stat().st_size
-        if size <= _INLINE_DOWNLOAD_BYTES:
-            b64 = base64.b64encode(path.read_bytes()).decode("ascii")
-            self.download.value = (
-                f"<a download='{html.escape(path.name)}' href='data:application/json;base64,{b64}' "
-                f"style='text-decoration:underline'>Download {html.escape(path.name)}</a> ({size:,} bytes)"
-            )
-        else:
-            self.download.value = info_html(f"written to {path} ({size:,} bytes)")
-        return path
+        return Path(self.project.export_predictions(path, format=format, threshold=self.threshold.value))
+
+    def _export_bytes(self, format: str) -> tuple[str, bytes, str]:
+        path = self.export(format=format)
+        return path.name, path.read_bytes(), "text/csv" if format == "csv" else "application/json"
 
     def close(self) -> None:
         super().close()  # cancels the throttles first: nothing draws on a closed view
         self.view.close()
         self.webcam.close()
+        self.download_json.close()
+        self.download_csv.close()

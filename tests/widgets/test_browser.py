@@ -117,6 +117,13 @@ def test_labeler_renders_and_a_drag_stores_a_box(lab_server: tuple[str, Path], t
                 page.locator(".lm-TabBar-tabLabel", has_text=tab).first.click()
                 time.sleep(0.3)
                 app_output.screenshot(path=str(tmp_path / f"app-{tab.lower()}.png"))
+            # one click on "Download JSON" saves the predictions file (none yet: an empty list)
+            with page.expect_download(timeout=60_000) as download:
+                page.locator("button", has_text="Download JSON").first.click()
+            assert download.value.suggested_filename == "predictions.json"
+            saved = tmp_path / "downloaded.json"
+            download.value.save_as(saved)
+            assert json.loads(saved.read_text()) == []
         finally:
             browser.close()
     boxes = _boxes(db)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -99,13 +99,21 @@ def test_clear_and_export(wproject: dbn.Project) -> None:
     seed_predictions(wproject, big, np.array([[10, 10, 50, 50], [60, 60, 90, 90]], float), [1, 2], [0.9, 0.8])
     panel.threshold.value = 0.5
     assert wait_until(lambda: panel.shown == 2)
-    panel.export_button.click()
+    sent: list[tuple[dict[str, Any], list[bytes]]] = []
+    for button in (panel.download_json, panel.download_csv):
+        button.send = lambda content, buffers=None: sent.append((content, [bytes(b) for b in buffers or []]))
+    panel.download_json._on_message(panel.download_json, {"event": "request"}, [])  # the page's click
     path = wproject.path / "exports" / "predictions.json"
-    assert path.is_file()
     records = json.loads(path.read_text())
     assert len(records) == 2 and {r["category_id"] for r in records} == {1, 2}
-    href = panel.download.value.split("base64,", 1)[1].split("'", 1)[0]
-    assert json.loads(base64.b64decode(href)) == records
+    ((content, (data,)),) = sent
+    assert content == {"event": "file", "name": "predictions.json", "mime": "application/json"}
+    assert json.loads(data) == records and "saved predictions.json" in panel.download_json.status
+    panel.threshold.value = 0.85  # the download follows the threshold
+    panel.download_csv.click()
+    rows = sent[-1][1][0].decode().strip().splitlines()
+    assert sent[-1][0]["name"] == "predictions.csv" and len(rows) == 2  # a header and the 0.9 box
+    assert panel.download_json.downloads == panel.download_csv.downloads == 1
     panel.clear_button.click()
     assert len(wproject.predictions(big, threshold=0.0)) == 0
     assert wait_until(lambda: panel.shown == 0)
@@ -174,3 +182,18 @@ def test_the_slider_follows_evaluations_without_becoming_the_users_choice(wproje
     settled()
     assert wproject.evaluations()[-1].best_threshold == 0.23
     assert wproject.threshold == 0.4 and np.isclose(panel.threshold.value, 0.4)
+
+
+def test_a_download_error_is_shown_and_nothing_is_sent() -> None:
+    from deepblock_nb.widgets.download import DownloadButton
+
+    def broken() -> tuple[str, bytes, str]:
+        raise OSError("disk full")
+
+    button = DownloadButton(broken, "Download JSON")
+    sent: list[Any] = []
+    button.send = lambda content, buffers=None: sent.append(content)
+    button.click()
+    assert sent == [] and button.status == "download failed: disk full" and not button.busy
+    with pytest.raises(dbn.DeepBlockError, match="provider must be callable"):
+        DownloadButton("not a function")  # type: ignore[arg-type]
