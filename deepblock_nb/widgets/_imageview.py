@@ -351,14 +351,14 @@ class ImageView:
             self.on_release(down, (x, y))
 
     def _on_mouse_out(self, x: float, y: float) -> None:
+        """A drag that leaves the canvas ends where it left (clamped to the canvas), as
+        a release there: the box drawn or moved up to the edge is kept (the page sends
+        no events from outside the canvas). Escape is the way to cancel a drag."""
         if self._down is None:
             return
-        if self.mode == "pan":
-            self._on_mouse_up(*self._pointer)
-            return
-        self._down = None
-        if self.on_cancel is not None:
-            self.on_cancel()
+        cw, ch = self.canvas_wh
+        px, py = self._pointer
+        self._on_mouse_up(min(max(px, 0.0), float(cw)), min(max(py, 0.0), float(ch)))
 
     def _on_mouse_wheel(self, dx: float, dy: float) -> None:
         # ipycanvas sends the wheel deltas only: zoom around the last pointer position

@@ -74,15 +74,28 @@ def test_drag_backwards_and_off_the_image_is_clipped_and_a_click_adds_nothing(wp
     assert len(wproject.annotations(img)) == n
 
 
-def test_mouse_out_cancels_a_drag(wproject: dbn.Project) -> None:
+def test_a_drag_that_leaves_the_canvas_ends_at_its_edge(wproject: dbn.Project) -> None:
     lab = Labeler(wproject, split="train")
-    n = len(wproject.annotations(lab.image))
+    before = wproject.annotations(lab.image)
     c = lab.view.canvas
+    vp = lab.view.viewport
+    assert vp is not None
+    cw = lab.view.canvas_wh[0]
     mouse(c, "mouse_down", 100, 100)
     mouse(c, "mouse_move", 200, 200)
+    mouse(c, "mouse_move", cw + 40, 220)  # the last move the page reports is past the right edge
+    mouse(c, "mouse_out", cw + 40, 220)
+    mouse(c, "mouse_up", 250, 250)  # outside: the page never sends it; ignored if it did
+    after = wproject.annotations(lab.image)
+    assert len(after) == len(before) + 1
+    expected = np.r_[convert(vp, [100, 100], "image"), convert(vp, [cw, 220], "image")]
+    np.testing.assert_allclose(after.xyxy[-1], np.minimum(expected, [*vp.image_wh, *vp.image_wh]), atol=0.5)
+    # Escape still cancels a drag
+    mouse(c, "mouse_down", 100, 100)
+    mouse(c, "mouse_move", 200, 200)
+    lab._on_key("Escape")
     mouse(c, "mouse_out", 200, 200)
-    mouse(c, "mouse_up", 250, 250)
-    assert len(wproject.annotations(lab.image)) == n
+    assert len(wproject.annotations(lab.image)) == len(before) + 1
 
 
 def test_select_move_recolour_and_delete(wproject: dbn.Project) -> None:
