@@ -12,6 +12,7 @@ a separate list checked on every query.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +24,8 @@ __all__ = ["BoxIndex"]
 Window = tuple[float, float, float, float]  # x1, y1, x2, y2 image pixels
 MAX_CELLS_PER_BOX = 64  # boxes spanning more cells go to the always-checked list
 MAX_GRID_SIDE = 1024
+#: a window over at least 1/WHOLE_SCAN_FRACTION of the grid cells scans every id instead
+WHOLE_SCAN_FRACTION = 4
 
 
 def _as_boxes(xyxy: npt.ArrayLike) -> np.ndarray:
@@ -113,6 +116,20 @@ class BoxIndex:
         return self._xyxy[: self._n].copy()
 
     @property
+    def coords(self) -> np.ndarray:
+        """Like :attr:`xyxy` but a read-only view, no copy (for drawing: rows are ids).
+
+        Valid until the next ``add`` (which may grow the storage)."""
+        v = self._xyxy[: self._n]
+        v.flags.writeable = False
+        return v
+
+    @property
+    def n_ids(self) -> int:
+        """How many ids were ever given (live and removed)."""
+        return self._n
+
+    @property
     def alive(self) -> np.ndarray:
         """``(n_ids,)`` bool: which ids are live; a copy."""
         return self._alive[: self._n].copy()
@@ -164,19 +181,27 @@ class BoxIndex:
         self._build(np.flatnonzero(self._alive[: self._n]))
 
     # -- queries -------------------------------------------------------------------
-    def _candidates(self, window: Window) -> np.ndarray:
-        gw = self.grid_wh[0]
+    def _candidates(self, window: Window) -> np.ndarray | None:
+        """Ids whose cells meet the window, or None when it covers most of the grid (then
+        a scan of every id costs less than gathering and de-duplicating cell entries)."""
+        gw, gh = self.grid_wh
         cx1, cy1, cx2, cy2 = self._cell_ranges(np.asarray([window], dtype=np.float64))[0].tolist()
+        n_cells = (cx2 - cx1 + 1) * (cy2 - cy1 + 1)
+        if n_cells * WHOLE_SCAN_FRACTION >= gw * gh:
+            return None
         parts = [
             self._entries[self._starts[cy * gw + cx1] : self._starts[cy * gw + cx2 + 1]]
             for cy in range(cy1, cy2 + 1)
         ]
         if self._extra:
-            for cy in range(cy1, cy2 + 1):
-                for cx in range(cx1, cx2 + 1):
-                    more = self._extra.get(cy * gw + cx)
-                    if more:
-                        parts.append(np.asarray(more, dtype=np.int64))
+            if len(self._extra) < n_cells:
+                cells: Any = (c for c in self._extra if cx1 <= c % gw <= cx2 and cy1 <= c // gw <= cy2)
+            else:
+                cells = (cy * gw + cx for cy in range(cy1, cy2 + 1) for cx in range(cx1, cx2 + 1))
+            for c in cells:
+                more = self._extra.get(c)
+                if more:
+                    parts.append(np.asarray(more, dtype=np.int64))
         if self._big:
             parts.append(np.fromiter(self._big, dtype=np.int64))
         return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
@@ -187,6 +212,11 @@ class BoxIndex:
         if x2 < x1 or y2 < y1:
             return np.zeros(0, dtype=np.int64)
         c = self._candidates((x1, y1, x2, y2))
+        if c is None:  # most of the grid: one vectorised pass over every id
+            b, alive = self._xyxy[: self._n], self._alive[: self._n]
+            return np.flatnonzero(
+                alive & (b[:, 0] <= x2) & (b[:, 2] >= x1) & (b[:, 1] <= y2) & (b[:, 3] >= y1)
+            )
         b = self._xyxy[c]  # [K,4]
         ok = self._alive[c] & (b[:, 0] <= x2) & (b[:, 2] >= x1) & (b[:, 1] <= y2) & (b[:, 3] >= y1)
         return c[ok]

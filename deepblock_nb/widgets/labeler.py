@@ -12,9 +12,8 @@ import ipywidgets as W
 import numpy as np
 from ipycanvas import hold_canvas
 
-from deepblock_nb.widgets._boxindex import BoxIndex
 from deepblock_nb.widgets._boxlist import BoxList, CategoryToggles, centred_on, source_reader
-from deepblock_nb.widgets._editor import MANUAL_SOURCE, Editor
+from deepblock_nb.widgets._editor import MANUAL_SOURCE, Editor, ShownIndex
 from deepblock_nb.widgets._history import History
 from deepblock_nb.widgets._imageview import MODES, ImageView, Point
 from deepblock_nb.widgets._keys import SHORTCUTS, on_key
@@ -133,8 +132,8 @@ class Labeler(W.VBox):
         )
         self._syncing_done = False
         self._relisting = False
-        self._index: BoxIndex | None = None
-        self._index_of: Any = None  # the Detections the index was built from
+        self._index: ShownIndex | None = None
+        self._index_of: Any = None  # the shown Detections the index is in step with
         self.info = W.HTML()
         self.status = W.HTML()
 
@@ -347,11 +346,13 @@ class Labeler(W.VBox):
         det = self._shown()
         if det is not None and len(det.xyxy):
             colors, names = self._luts
-            cls = np.where(det.class_id < len(colors), det.class_id, 0)  # [N]
+            shown = self._box_index()  # with one, rows below are index ids, removed ones included
+            cls = det.class_id if shown is None else shown.class_id
+            cls = np.where(cls < len(colors), cls, 0)  # [N]
             view.stroke_boxes(
-                det.xyxy,
+                det.xyxy if shown is None else shown.index.coords,
                 colors[cls],
-                index=self._box_index(),
+                index=None if shown is None else shown.index,
                 labels=names[cls],
                 label_min_height=LABEL_MIN_HEIGHT,
                 max_labels=MAX_LABELS,
@@ -383,15 +384,17 @@ class Labeler(W.VBox):
         self.view.redraw_overlay()
         self._update_info()
 
-    def _box_index(self) -> BoxIndex | None:
-        """A spatial index of the shown boxes, for images with many (rebuilt, vectorised,
-        when the boxes change: about 40 ms for 100,000): hit tests and drawing then
-        touch only what the view shows, and a zoomed-out view draws a density."""
+    def _box_index(self) -> ShownIndex | None:
+        """A spatial index of the shown boxes, for images with many: hit tests and drawing
+        then touch only what the view shows, and a zoomed-out view draws a density. Own
+        edits keep it in step (see :class:`Editor`); it is rebuilt (vectorised, about
+        40 ms for 100,000 boxes) only when another image, other categories or boxes
+        edited elsewhere are shown."""
         det = self._shown()
         if det is None or len(det.xyxy) < INDEX_MIN_BOXES or self.image is None:
             return None
-        if self._index_of is not det:
-            self._index, self._index_of = BoxIndex(det.xyxy, extent_wh=self.image.image_wh), det
+        if self._index is None or self._index_of is not det:
+            self._index, self._index_of = ShownIndex(det, self.image.image_wh), det
         return self._index
 
     def _rubber_band(self, xyxy_view: np.ndarray | None, color: str) -> None:
@@ -423,7 +426,9 @@ class Labeler(W.VBox):
         index, shown = self._box_index(), self._shown()
         point = tuple(self.view.to_image(p))
         k = index.hit(point) if index is not None else hit_test(shown.xyxy, point)
-        self.select(None if k < 0 else int(shown.ids[k]))
+        hit = None if k < 0 else int(shown.ids[k])
+        if hit != self.selected:  # pressing the selected box again (to drag it) redraws nothing
+            self.select(hit)
         self._gesture = None if k < 0 else "move"
 
     def _dragged_box(self, p0: Point, p: Point) -> np.ndarray | None:
@@ -514,12 +519,13 @@ class Labeler(W.VBox):
     def _editor(self) -> Editor:
         return Editor(self)
 
-    def _boxes_changed(self) -> None:
+    def _boxes_changed(self, redraw: bool = True) -> None:
         if self.selected is not None and (self._boxes is None or self.selected not in self._boxes.ids):
             self.selected = None
             self.delete_button.disabled = True
         self._list_boxes()
-        self.view.redraw_overlay()
+        if redraw:
+            self.view.redraw_overlay()
         self._update_info()
         self._images_throttle()  # the image list shows box counts
 
@@ -539,15 +545,19 @@ class Labeler(W.VBox):
         self.cancel_drag()
         if self.image is None or self.image.id != cmd.image_id:
             self.show(cmd.image_id)
+        done = False
         try:
-            step(self._editor)
+            step(Editor(self, redraw=False))  # one overlay redraw below, not one per step
+            done = True
         finally:
             self._history_changed()
+            if not done:
+                self.view.redraw_overlay()
         box_id = self.history.current_id(cmd)
         if box_id is not None and self.view.mode == "select":
             self.select(box_id)
         else:
-            self._boxes_changed()
+            self.view.redraw_overlay()
         self.status.value = info_html(f"{verb} {cmd.kind}" + ("" if box_id is None else f" of box {box_id}"))
 
     def _history_changed(self) -> None:
@@ -594,8 +604,14 @@ class Labeler(W.VBox):
             return
         box_id, cat = self.selected, self._selected_category()
         source = self.box_list.sources.get(box_id) or self.project.annotation_sources([box_id]).get(box_id)
-        self.select(None)
-        self._editor.delete_box(box_id)
+        self.selected = None  # no redraw here: the deletion redraws the overlay once
+        self.delete_button.disabled = True
+        self.box_list.selected = None
+        try:
+            self._editor.delete_box(box_id)
+        except BaseException:
+            self.select(None)
+            raise
         self.history.deleted(self.image.id, box_id, cat, box, source or MANUAL_SOURCE)
         self._history_changed()
         self.status.value = info_html(f"deleted box {box_id}")

@@ -197,3 +197,46 @@ def test_stroke_boxes_with_index_draws_only_visible_boxes_then_density(wire: _Wi
         assert "fillStyledRects" in names and "strokeRects" not in names and len(names) <= 4
     finally:
         view.close()
+
+
+def test_a_whole_image_query_scans_the_ids_and_stays_exact_after_edits() -> None:
+    rng = np.random.default_rng(3)
+    side = 2000.0
+    b = _random_boxes(rng, 100_000, side - 10, 8.0)
+    idx = BoxIndex(b, extent_wh=(side, side))
+    alive = np.ones(len(b), dtype=bool)
+    for j in rng.choice(len(b), 200, replace=False).tolist():  # edits leave per-cell overflow lists
+        if j % 2:
+            idx.remove(j)
+            alive[j] = False
+        else:
+            b[j] = _random_boxes(rng, 1, side, 8.0)[0]
+            idx.update(j, b[j])
+    for box in _random_boxes(rng, 50, side, 8.0):
+        idx.add(box)
+        b, alive = np.vstack([b, box]), np.append(alive, True)
+    idx.add([0, 0, side, side])  # one huge box, on the always-checked list
+    b, alive = np.vstack([b, [0, 0, side, side]]), np.append(alive, True)
+    whole = (0.0, 0.0, side, side)
+    windows = [
+        whole,
+        (-500, -500, side + 500, side + 500),
+        (0, 0, side / 2, side),
+        (100, 100, 400, 300),
+        (3, 3, 3, 3),
+    ]
+    for w in windows:
+        np.testing.assert_array_equal(idx.query(w), _brute_query(b, alive, w))
+    assert idx._candidates(whole) is None  # no cell entries gathered for the whole image
+    assert idx._candidates(windows[3]) is not None
+    t = time.perf_counter()
+    for _ in range(10):
+        idx.query(whole)
+    per_query = (time.perf_counter() - t) / 10
+    t = time.perf_counter()
+    small = [idx.query((x, y, x + 200, y + 200)) for x, y in rng.uniform(0, side - 200, (50, 2))]
+    per_small = (time.perf_counter() - t) / 50
+    print(
+        f"\n100,000 boxes after 250 edits: whole-image query {per_query * 1e3:.2f} ms, "
+        f"200x200 window {per_small * 1e3:.2f} ms (~{np.mean([len(s) for s in small]):.0f} boxes)"
+    )
