@@ -132,6 +132,7 @@ class Labeler(W.VBox):
         )
         self._syncing_done = False
         self._relisting = False
+        self._list_lock = threading.RLock()
         self._index: ShownIndex | None = None
         self._index_of: Any = None  # the shown Detections the index is in step with
         self.info = W.HTML()
@@ -209,6 +210,10 @@ class Labeler(W.VBox):
 
     def refresh_images(self) -> None:
         """Reload the image list, keeping the current image when it is still listed."""
+        with self._list_lock:  # the UI thread's refresh and a cell's show() take turns
+            self._refresh_images()
+
+    def _refresh_images(self) -> None:
         records = self.project.images(None if self.split.value == "all" else self.split.value)
         wanted = self.review_filter.value
         if wanted != "any":
@@ -251,9 +256,15 @@ class Labeler(W.VBox):
     def show(self, image: Any) -> None:
         """Open an image (record, id or name) in the labeler."""
         rec = self.project.image(image)
-        if rec.id not in [i for _, i in self.image_list.options]:
-            self.split.value = "all"
-        self.image_list.value = rec.id
+        with self._list_lock:
+            if rec.id not in [i for _, i in self.image_list.options]:
+                self._refresh_images()  # an image added a moment ago: the list may not have it yet
+            if rec.id not in [i for _, i in self.image_list.options]:
+                self.split.value, self.review_filter.value = "all", "any"
+                self._refresh_images()
+            self.image_list.value = rec.id
+            if self.image is None or self.image.id != rec.id:
+                self._show(rec.id)
 
     def step(self, delta: int) -> None:
         ids = [i for _, i in self.image_list.options]
