@@ -4,6 +4,8 @@
 >>> report.map, report.map50, report.recall, report.f1, report.best_threshold
 >>> report.threshold, report.threshold_rule          # 0.16, "best F1": where recall and F1 are
 >>> evaluate(ground_truth, predictions, at_threshold=0.5).at_threshold.recall   # and at 0.5
+>>> found = errors(ground_truth, predictions)   # the boxes behind the figures
+>>> found.errors, found.confusion                 # one row per error; a confusion matrix
 
 The twelve COCO summary numbers equal pycocotools' ``COCOeval`` (iouType ``bbox``) on
 the same boxes: boxes given as ``xywh = (x1, y1, x2 - x1, y2 - y1)``, ground-truth
@@ -19,6 +21,14 @@ import numpy as np
 import numpy.typing as npt
 
 from deepblock_nb.core._metrics_coco import STAT_NAMES, accumulate, per_class_ap, summarize
+from deepblock_nb.core._metrics_errors import (
+    CONFUSED,
+    FALSE_POSITIVE,
+    KINDS,
+    MISSED,
+    ErrorAnalysis,
+    find_errors,
+)
 from deepblock_nb.core._metrics_match import (
     AREA_RANGES,
     IOU_THRESHOLDS,
@@ -45,7 +55,20 @@ from deepblock_nb.core._metrics_threshold import (
 from deepblock_nb.core.detections import Detections
 from deepblock_nb.errors import EvaluationError
 
-__all__ = ["ClassScores", "Curves", "EvaluationError", "EvaluationReport", "ThresholdScores", "evaluate"]
+__all__ = [
+    "CONFUSED",
+    "FALSE_POSITIVE",
+    "KINDS",
+    "MISSED",
+    "ClassScores",
+    "Curves",
+    "ErrorAnalysis",
+    "EvaluationError",
+    "EvaluationReport",
+    "ThresholdScores",
+    "errors",
+    "evaluate",
+]
 
 #: The threshold the best-F1 rule falls back to when no threshold gives an F1 above 0
 #: (and a project's threshold before any evaluation or choice of the user).
@@ -95,12 +118,7 @@ def evaluate(
     md = _check(gt_list, pred_list, threshold, at_threshold, iou_threshold, max_dets)
     g_xyxy, g_cls, g_img, _ = _concat("ground_truth", gt_list, with_score=False)
     d_xyxy, d_cls, d_img, d_score = _concat("predictions", pred_list, with_score=True)
-    if categories is not None:
-        cat_ids = np.array(sorted(int(c) for c in categories), dtype=np.int64)
-        names = [str(categories[int(c)]) for c in cat_ids]
-    else:
-        cat_ids = np.unique(np.r_[g_cls, d_cls])
-        names = [str(int(c)) for c in cat_ids]
+    cat_ids, names = _categories(categories, g_cls, d_cls)
     n_k, n_a, n_t = len(cat_ids), len(AREA_RANGES), len(IOU_THRESHOLDS)
 
     n_images = len(gt_list)
@@ -169,6 +187,51 @@ def evaluate(
         threshold_rule=BEST_F1 if threshold is None else GIVEN,
         at_threshold=at,
     )
+
+
+def errors(
+    ground_truth: Sequence[Detections],
+    predictions: Sequence[Detections],
+    *,
+    threshold: float | None = None,
+    iou_threshold: float = 0.5,
+    categories: Mapping[int, str] | None = None,
+) -> ErrorAnalysis:
+    """The false positives, missed boxes and confusions behind :func:`evaluate`'s counts.
+
+    Arguments as for :func:`evaluate`; ``threshold`` None is the best-F1 threshold, as
+    there. The matching is the report's, so ``errors(...).tp``, ``.fp`` and ``.fn``
+    equal ``evaluate(...).tp``, ``.fp`` and ``.fn`` at the same threshold; see
+    :class:`ErrorAnalysis` for the table and the confusion matrix.
+
+    Raises:
+        EvaluationError: as :func:`evaluate`.
+    """
+    gt_list, pred_list = list(ground_truth), list(predictions)
+    _check(gt_list, pred_list, threshold, None, iou_threshold, (1, 10, 100))
+    g_xyxy, g_cls, g_img, _ = _concat("ground_truth", gt_list, with_score=False)
+    d_xyxy, d_cls, d_img, d_score = _concat("predictions", pred_list, with_score=True)
+    cat_ids, names = _categories(categories, g_cls, d_cls)
+    return find_errors(
+        (g_xyxy, g_cls, g_img),
+        (d_xyxy, d_cls, d_img, d_score),
+        len(gt_list),
+        cat_ids,
+        names,
+        None if threshold is None else float(threshold),
+        float(iou_threshold),
+    )
+
+
+def _categories(
+    categories: Mapping[int, str] | None, g_cls: npt.NDArray[np.int64], d_cls: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], list[str]]:
+    """The sorted evaluated category ids and their names (every id present when ``None``)."""
+    if categories is not None:
+        cat_ids = np.array(sorted(int(c) for c in categories), dtype=np.int64)
+        return cat_ids, [str(categories[int(c)]) for c in cat_ids]
+    cat_ids = np.unique(np.r_[g_cls, d_cls])
+    return cat_ids, [str(int(c)) for c in cat_ids]
 
 
 def _check(

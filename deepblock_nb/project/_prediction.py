@@ -24,12 +24,13 @@ from deepblock_nb.errors import (
     ModelError,
     RecordNotFoundError,
 )
+from deepblock_nb.project._checks import check_threshold
 from deepblock_nb.store import ImageRecord
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from deepblock_nb.core.metrics import EvaluationReport
+    from deepblock_nb.core.metrics import ErrorAnalysis, EvaluationReport
     from deepblock_nb.jobs import Job
     from deepblock_nb.ml.checkpoints import LoadedModel
     from deepblock_nb.project._project import Project
@@ -256,6 +257,41 @@ class Prediction:
         from deepblock_nb.core.metrics import EvaluationReport
 
         return [EvaluationReport.from_dict(e["report"]) for e in self._store.runs.evaluations(run)]
+
+    def errors(self, threshold: float | None, run: int | None) -> ErrorAnalysis:
+        """The errors of the newest evaluation (of ``run``, or of any run) at ``threshold``.
+
+        The same images and predictions the evaluation scored (those of its run);
+        ``threshold`` None: the report's headline threshold. The table's ``image`` is
+        the image id, with its ``name`` beside it.
+        """
+        from deepblock_nb.core.metrics import EvaluationReport, errors
+
+        if run is not None and (isinstance(run, bool) or not isinstance(run, (int, np.integer))):
+            raise ArgumentError(f"run is a run id (see project.runs()), not {run!r}")
+        stored = self._store.runs.evaluations(None if run is None else int(run))
+        if not stored:
+            which = "this project" if run is None else f"run {run}"
+            raise ArgumentError(f"{which} has no evaluation yet: run project.evaluate() first")
+        newest = stored[-1]
+        report = EvaluationReport.from_dict(newest["report"])
+        t = report.threshold if threshold is None else check_threshold(threshold)
+        run_id = newest["run_id"]
+        known = {rec.id: rec for rec in self._p.images()}
+        # images removed since the evaluation are left out
+        records = [known[int(i)] for i in newest["report"].get("image_ids", []) if int(i) in known]
+        found = errors(
+            [self._p.annotations(rec) for rec in records],
+            [self._store.predictions.of_image(rec.id, run_id) for rec in records],
+            threshold=t,
+            iou_threshold=report.iou_threshold,
+            categories={c.id: c.name for c in self._p.categories},
+        )
+        table = found.errors
+        index = table["image"].to_numpy()
+        table["image"] = np.array([records[i].id for i in index], np.int64)
+        table.insert(1, "name", [records[i].name for i in index])
+        return found
 
     # -- reading the current predictions --------------------------------------------
     def statistics(self, split: str | None, threshold: float | None) -> pd.DataFrame:

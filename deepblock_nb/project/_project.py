@@ -492,42 +492,36 @@ class Project:
     ) -> Job:
         """Train a detector on the train split's tiles in the background.
 
-        Returns at once with a Job: ``job.status``, ``job.progress``, ``job.history``
-        (a DataFrame: one row per step with the loss and its parts, one per epoch
-        with the loss, the training score and seconds), ``job.stop()`` (ends within
-        one batch, keeping a resumable ``last.pt``), ``job.wait()``. ``job.result``
-        is the run id. A train asked for while another job runs waits its turn; one
-        stopped before it started leaves its run "stopped".
+        Returns at once with a Job: ``job.status``, ``job.progress``, ``job.history`` (a DataFrame: one row
+        per step with the loss and its parts, one per epoch with the loss, the training score and seconds),
+        ``job.stop()`` (ends within one batch, keeping a resumable ``last.pt``), ``job.wait()``.
+        ``job.result`` is the run id. A train asked for while another job runs waits its turn; one stopped
+        before it started leaves its run "stopped".
 
-        Images of the train split without boxes train only when marked reviewed
-        (:meth:`set_reviewed`, true negatives); others may not be labelled yet.
+        Images of the train split without boxes train only when marked reviewed (:meth:`set_reviewed`, true
+        negatives); others may not be labelled yet.
 
-        The training score is mAP@0.5 measured each epoch on a fixed held-out part
-        of the labelled train images (whole images; the history's ``score_on``
-        column says what), and ``best.pt`` is the best epoch there. The evaluate
-        split is never read while training: Evaluate alone scores on it.
+        The training score is mAP@0.5 measured each epoch on a fixed held-out part of the labelled train
+        images (whole images; the history's ``score_on`` column says what), and ``best.pt`` is the best epoch
+        there. The evaluate split is never read while training: Evaluate alone scores on it.
 
-        How many epochs: by default the trainer decides (at most about 15 with
-        ~1000 boxes per category, more for few labels, ending with a short decay
-        once the held-out score stops rising). When the score stops rising, label
-        more boxes rather than train longer.
+        How many epochs: by default the trainer decides (at most about 15 with ~1000 boxes per category, more
+        for few labels, ending with a short decay once the held-out score stops rising). When the score stops
+        rising, label more boxes rather than train longer.
 
         Args:
-            epochs: epochs to run; None (default) lets the trainer decide; with
-                ``resume``, the rest of the planned epochs, or this many more.
+            epochs: epochs to run; None (default) lets the trainer decide; with ``resume``, the rest of
+                the planned epochs, or this many more.
             model: ``"auto"`` (the small preset on a CPU), a preset name (see
                 ``deepblock_nb.ml.models.list_presets()``) or a torch detection module.
-            batch_size, lr: None takes the preset's defaults (or, with ``resume``,
-                the run's saved values).
+            batch_size, lr: None takes the preset's defaults (or, with ``resume``, the run's saved values).
             device: ``"auto"`` (CUDA, then MPS, else CPU), ``"cpu"``, ``"cuda"``, ...
-            resume: True continues the newest run from its ``last.pt``; a run id
-                continues that run. Settings not passed keep the run's saved values;
-                settings passed (even at their default value) replace them.
+            resume: True continues the newest run from its ``last.pt``; a run id continues that run.
+                Settings not passed keep the run's saved values; those passed (even defaults) replace them.
             weights: a local weights file to start from (detector or backbone).
             download: fetch missing pretrained weights (None: on unless ``DEEPBLOCK_DOWNLOAD_WEIGHTS=0``).
-            **options: more settings of :class:`deepblock_nb.ml.train.TrainConfig`
-                (``tile_size``, ``patience``, ``augment``, ``empty_rate``, ``holdout``,
-                ``num_workers``, ``seed``, ...).
+            **options: more settings of :class:`deepblock_nb.ml.train.TrainConfig` (``tile_size``,
+                ``patience``, ``augment``, ``empty_rate``, ``holdout``, ``num_workers``, ``seed``, ...).
         """
         given = {
             k: v
@@ -558,19 +552,16 @@ class Project:
     ) -> Job:
         """Predict the predict split (or ``images``) in the background; returns the Job.
 
-        Each image is cut into its grid's tiles (or an automatic grid of about the
-        model's input size), each tile read with a margin of context and keeping the
-        boxes centred in it, predicted in batches and merged across tile seams
-        (``ml.predict``). ``accurate=True`` ("More accurate") widens the margin,
-        adds a mirrored pass of every tile fused with the first and, for objects
-        larger than a tile, a full-image pass at reduced scale. Predictions are
-        stored per image at a score floor (``ml.predict.SCORE_FLOOR``) and become the
-        image's current ones; ``project.threshold`` filters them.
-        ``job.stop()`` ends within one batch and keeps the images already done. An
-        image that cannot be read fails alone: the job then fails with an
-        :class:`ImageFailures` naming each such image, the others stay stored.
-        ``job.result`` is the list of predicted image ids. ``model``: the torch
-        module of a run trained from a custom module (its weights come from the run).
+        Each image is cut into its grid's tiles (or an automatic grid of about the model's input size), each
+        tile read with a margin of context and keeping the boxes centred in it, predicted in batches and
+        merged across tile seams (``ml.predict``). ``accurate=True`` ("More accurate") widens the margin, adds
+        a mirrored pass of every tile fused with the first and, for objects larger than a tile, a full-image
+        pass at reduced scale. Predictions are stored per image at a score floor (``ml.predict.SCORE_FLOOR``)
+        and become the image's current ones; ``project.threshold`` filters them. ``job.stop()`` ends within
+        one batch and keeps the images already done. An image that cannot be read fails alone: the job then
+        fails with an :class:`ImageFailures` naming each such image, the others stay stored. ``job.result`` is
+        the list of predicted image ids. ``model``: the torch module of a run trained from a custom module
+        (its weights come from the run).
 
         Raises:
             ModelError: no trained model (or ``run`` has no checkpoint).
@@ -590,16 +581,14 @@ class Project:
     ) -> Job:
         """Score a run on the labelled evaluate split in the background; ``job.result`` is the report.
 
-        The images are predicted exactly as :meth:`predict` does (predictions are
-        stored for the run) and scored by :func:`deepblock_nb.metrics.evaluate`
-        against their boxes: the headline precision, recall and F1 at the best-F1
-        threshold, and ``report.at_threshold`` at ``project.threshold`` as it was when
-        the evaluation started. The report is stored with the run
-        (``project.evaluations(run)``), and its ``best_threshold`` becomes
-        ``project.threshold`` unless the user has set one (a "threshold" event says
-        so when it moves). Evaluate images without boxes are left out unless marked
-        reviewed (:meth:`set_reviewed`: then boxes predicted there count as false
-        positives). ``model``: as for :meth:`predict`.
+        The images are predicted exactly as :meth:`predict` does (predictions are stored for the run) and
+        scored by :func:`deepblock_nb.metrics.evaluate` against their boxes: the headline precision, recall
+        and F1 at the best-F1 threshold, and ``report.at_threshold`` at ``project.threshold`` as it was when
+        the evaluation started. The report is stored with the run (``project.evaluations(run)``), and its
+        ``best_threshold`` becomes ``project.threshold`` unless the user has set one (a "threshold" event says
+        so when it moves). Evaluate images without boxes are left out unless marked reviewed
+        (:meth:`set_reviewed`: then boxes predicted there count as false positives). ``model``: as for
+        :meth:`predict`.
 
         Raises:
             ArgumentError: no evaluate images, or none with boxes.
@@ -611,12 +600,25 @@ class Project:
         """The stored evaluation reports, oldest first (of one run, or of all)."""
         return self._prediction.evaluations(run)
 
+    def evaluation_errors(self, threshold: float | None = None, run: int | None = None) -> pd.DataFrame:
+        """The errors of the newest evaluation (of ``run``): one row per false positive, confusion and missed
+        box, worst first (:class:`deepblock_nb.core.metrics.ErrorAnalysis`), over the images and stored
+        predictions it scored, matched as its report counts them; ``threshold`` None: the report's (best F1).
+        Columns: ``image`` (id), ``name``, ``kind``, ``truth``, ``predicted``, ``score``, ``iou``,
+        ``truth_xyxy``, ``predicted_xyxy``, ``area``. Raises ArgumentError when there is no evaluation."""
+        return self._prediction.errors(threshold, run).errors
+
+    def confusion_matrix(self, threshold: float | None = None, run: int | None = None) -> pd.DataFrame:
+        """Counts as :meth:`evaluation_errors` finds them: rows the true category and
+        "background", columns the predicted category and "missed"; the diagonal is the TPs."""
+        return self._prediction.errors(threshold, run).confusion
+
     def predictions(self, image: Any, threshold: float | None = None, run: int | None = None) -> Detections:
         """The image's stored predictions scoring ``>= threshold`` (default: ``project.threshold``).
 
-        ``run`` None: the image's current predictions (those of the run that last
-        predicted it; none after :meth:`clear_predictions`). Instant: the model is
-        not run again. ``ids`` are the prediction record ids.
+        ``run`` None: the image's current predictions (those of the run that last predicted it; none after
+        :meth:`clear_predictions`). Instant: the model is not run again. ``ids`` are the prediction record
+        ids.
         """
         t = self.threshold if threshold is None else check_threshold(threshold)
         return self._store.predictions.of_image(self.image(image).id, run, min_score=t)
@@ -631,8 +633,8 @@ class Project:
         """Boxes per category (columns) per image (rows), with a ``total`` column and row.
 
         Counts the current predictions scoring ``>= threshold`` (default:
-        ``project.threshold``) of the images of ``split`` (None: all images).
-        Images without predictions count zero.
+        ``project.threshold``) of the images of ``split`` (None: all images). Images without predictions count
+        zero.
         """
         return self._prediction.statistics(split, threshold)
 
@@ -647,12 +649,10 @@ class Project:
     ) -> Path:
         """Write the current predictions scoring ``>= threshold`` of ``split``'s images.
 
-        ``format="coco"``: a COCO results list (``image_id``, ``category_id``,
-        ``bbox`` xywh, ``score``) with the project's image and category ids, plus a
-        reference file naming them (``reference_path``, default
-        ``<name>.reference.json`` beside it; read both back with
-        ``io.annotations.read_coco_results``). ``format="csv"``: one row per box,
-        ``file_name, category, x1, y1, x2, y2, score``.
+        ``format="coco"``: a COCO results list (``image_id``, ``category_id``, ``bbox`` xywh, ``score``) with
+        the project's image and category ids, plus a reference file naming them (``reference_path``, default
+        ``<name>.reference.json`` beside it; read both back with ``io.annotations.read_coco_results``).
+        ``format="csv"``: one row per box, ``file_name, category, x1, y1, x2, y2, score``.
 
         Returns:
             The path written.
@@ -664,11 +664,10 @@ class Project:
     def threshold(self) -> float:
         """The confidence threshold (the slider) applied to stored predictions.
 
-        The user's value once one is set (``project.threshold = 0.7``, or a move of
-        the Predict slider); until then the best-F1 threshold of the newest evaluation
-        (``report.best_threshold``), so each evaluation moves it; before any, 0.5.
-        Both are kept in the project. ``project.threshold = None`` forgets the user's
-        value and follows the evaluations again.
+        The user's value once one is set (``project.threshold = 0.7``, or a move of the Predict slider); until
+        then the best-F1 threshold of the newest evaluation (``report.best_threshold``), so each evaluation
+        moves it; before any, 0.5. Both are kept in the project. ``project.threshold = None`` forgets the
+        user's value and follows the evaluations again.
         """
         user = self._db.get_meta(USER_THRESHOLD_KEY)
         if user is not None:

@@ -6,11 +6,13 @@ import html
 from typing import Any
 
 import ipywidgets as W
+import numpy as np
 
+from deepblock_nb.widgets._boxlist import centred_on
 from deepblock_nb.widgets._util import Subscriptions, Throttle, error_html, guarded, info_html
 from deepblock_nb.widgets.labeler import Labeler
 from deepblock_nb.widgets.predict import PredictPanel, unique_name
-from deepblock_nb.widgets.scorecard import EvaluatePanel
+from deepblock_nb.widgets.scorecard import PREDICTED_STYLE, TRUTH_STYLE, EvaluatePanel
 from deepblock_nb.widgets.statistics import Statistics
 from deepblock_nb.widgets.tiling import TilingControls
 from deepblock_nb.widgets.training import TrainingPanel
@@ -178,6 +180,10 @@ class App(W.VBox):
 
     Tabs share the project; every action is a Project method and every view
     follows the project's events, so cells and the App can be used together.
+    In Evaluate, a click on an error shows its image in ``eval_labeler`` (the
+    evaluate split), centred and zoomed on it, the true box solid and the
+    predicted one dashed (:data:`~deepblock_nb.widgets.scorecard.TRUTH_STYLE`,
+    ``PREDICTED_STYLE``) until another image is shown.
     """
 
     def __init__(self, project: Any, **kwargs: Any) -> None:
@@ -188,6 +194,12 @@ class App(W.VBox):
         self.tiling = TilingControls(project)
         self.training = TrainingPanel(project)
         self.evaluation = EvaluatePanel(project)
+        self.eval_labeler = Labeler(project, split="evaluate")
+        self.error_marks: tuple[int, Any, Any] | None = None  # (image id, truth xyxy, predicted xyxy)
+        self._labeler_overlay = self.eval_labeler.view.overlay
+        self.eval_labeler.view.overlay = self._draw_with_marks
+        self.eval_labeler.image_list.observe(lambda c: self._on_eval_image(c["new"]), "value")
+        self.evaluation.on_error = self.show_error
         self.predict = PredictPanel(project)
         self.statistics = Statistics(project)
         preprocess = W.VBox([W.HBox([self.categories, self.importer]), self.labeler])
@@ -196,7 +208,7 @@ class App(W.VBox):
                 preprocess,
                 self.tiling,
                 self.training,
-                self.evaluation,
+                W.VBox([self.evaluation, self.eval_labeler]),
                 W.VBox([self.predict, self.statistics]),
             ]
         )
@@ -205,10 +217,44 @@ class App(W.VBox):
         header = W.HTML(f"<b>deepblock</b> project <code>{html.escape(str(project.path))}</code>")
         super().__init__([header, self.tabs], **kwargs)
 
+    def show_error(self, row: Any) -> None:
+        """Show an error (a row of ``project.evaluation_errors()``) in the Evaluate labeler."""
+        lab = self.eval_labeler
+        lab.show(int(row["image"]))
+        truth, predicted = row["truth_xyxy"], row["predicted_xyxy"]
+        self.error_marks = (int(row["image"]), truth, predicted)
+        boxes = np.array([b for b in (truth, predicted) if b is not None], np.float64).reshape(-1, 4)
+        if lab.view.viewport is None or not len(boxes):
+            return
+        both = np.r_[boxes[:, :2].min(axis=0), boxes[:, 2:].max(axis=0)]  # the box around both
+        lab.view.set_viewport(centred_on(lab.view.viewport, both))
+
+    def _on_eval_image(self, image_id: Any) -> None:
+        if self.error_marks is not None and image_id != self.error_marks[0]:
+            self.error_marks = None
+
+    def _draw_with_marks(self, view: Any) -> None:
+        if self._labeler_overlay is not None:
+            self._labeler_overlay(view)
+        marks = self.error_marks
+        if marks is None or view.image is None or view.image.id != marks[0]:
+            return
+        _, truth, predicted = marks
+        if truth is not None:
+            view.stroke_boxes([truth], [TRUTH_STYLE["color"]], line_width=TRUTH_STYLE["line_width"])
+        if predicted is not None:
+            layer = view.canvas[1]
+            layer.set_line_dash(PREDICTED_STYLE["dash"])
+            view.stroke_boxes(
+                [predicted], [PREDICTED_STYLE["color"]], line_width=PREDICTED_STYLE["line_width"]
+            )
+            layer.set_line_dash([])
+
     def close(self) -> None:
         for part in (
             self.categories,
             self.labeler,
+            self.eval_labeler,
             self.tiling,
             self.training,
             self.evaluation,

@@ -62,7 +62,10 @@ class Statistics(W.VBox):
         self.bars = bq.Bars(x=[], y=[], scales={"x": x, "y": y}, colors=["#4363d8"])
         self.figure = bq.Figure(
             marks=[self.bars],
-            axes=[bq.Axis(scale=x, label="category"), bq.Axis(scale=y, label="boxes", tick_format="d", orientation="vertical")],
+            axes=[
+                bq.Axis(scale=x, label="category"),
+                bq.Axis(scale=y, label="boxes", tick_format="d", orientation="vertical"),
+            ],
             title="Boxes per category",
             layout=W.Layout(width="520px", height="320px"),
         )

@@ -132,3 +132,51 @@ def test_every_chart_has_one_horizontal_axis_and_vertical_value_axes(wproject: d
             assert kinds.count("horizontal") == 1 and kinds.count("vertical") >= 1, (fig.title, kinds)  # type: ignore[attr-defined]
     finally:
         app.close()
+
+
+def test_a_click_on_an_error_shows_it_centred_in_the_evaluate_labeler(wproject: dbn.Project) -> None:
+    from deepblock_nb.widgets.scorecard import PREDICTED_STYLE, TRUTH_STYLE
+    from tests.widgets.test_scorecard import _evaluated
+
+    rec, _ = _evaluated(wproject)
+    app = App(wproject)
+    try:
+        lab = app.eval_labeler
+        assert lab.split.value == "evaluate" and [i for _, i in lab.image_list.options] == [rec.id]
+        assert lab in app.tabs.children[3].children
+        calls: list[tuple[np.ndarray, list[str], float]] = []
+        real = lab.view.stroke_boxes
+
+        def recording(xyxy, colors, *args, **kwargs):  # type: ignore[no-untyped-def]
+            calls.append(
+                (np.asarray(xyxy, float).reshape(-1, 4), list(colors), kwargs.get("line_width", 2.0))
+            )
+            return real(xyxy, colors, *args, **kwargs)
+
+        lab.view.stroke_boxes = recording  # type: ignore[method-assign]
+        lab.view.fit_view()  # the whole image first: the error's box is small there
+        errors = app.evaluation.errors
+        confused = next(i for label, i in errors.list.options if label.startswith("confused"))
+        calls.clear()
+        errors.list.value = confused
+        row = wproject.evaluation_errors().loc[confused]
+        assert lab.image.id == rec.id
+        truth, predicted = np.array(row["truth_xyxy"]), np.array(row["predicted_xyxy"])
+        vp = lab.view.viewport
+        x1, y1, x2, y2 = vp.window
+        cx, cy = (truth[0] + truth[2]) / 2, (truth[1] + truth[3]) / 2
+        assert abs((x1 + x2) / 2 - cx) < 3 and abs((y1 + y2) / 2 - cy) < 3
+        assert max(truth[2] - truth[0], truth[3] - truth[1]) * vp.scale >= 40
+        marked = {c[1][0]: c[0][0] for c in calls if len(c[0]) == 1}
+        assert np.allclose(marked[TRUTH_STYLE["color"]], truth)
+        assert np.allclose(marked[PREDICTED_STYLE["color"]], predicted)
+        assert TRUTH_STYLE["color"] != PREDICTED_STYLE["color"]
+        # another image: the marks go
+        other = wproject.images("train")[0]
+        lab.show(other)
+        calls.clear()
+        lab.view.redraw_overlay()
+        assert app.error_marks is None
+        assert all(TRUTH_STYLE["color"] not in c[1] and PREDICTED_STYLE["color"] not in c[1] for c in calls)
+    finally:
+        app.close()
