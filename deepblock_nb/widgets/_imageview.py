@@ -49,7 +49,7 @@ class ImageView:
         overview_side: int = 2048,
         max_tiles: int = 512,
         tile: int = TILE,
-        tile_format: str = "png",
+        tile_format: str = "auto",
     ) -> None:
         self.tiles = TileCache(max_tiles=max_tiles, tile=tile, fmt=tile_format)
         self.project = project

@@ -82,17 +82,31 @@ def tile_dest(
     return (x1, y1, max(1, x2 - x1), max(1, y2 - y1))
 
 
-def encode_tile(rgb: np.ndarray, fmt: str = "png", quality: int = 92) -> bytes:
-    """PNG (lossless) or JPEG (``quality``) bytes of an ``(H, W, 3)`` uint8 array."""
-    buf = io.BytesIO()
+#: "auto" sends JPEG when PNG would be more than this many times larger (photographs)
+AUTO_JPEG_RATIO = 2.0
+
+
+def encode_tile(rgb: np.ndarray, fmt: str = "auto", quality: int = 92) -> tuple[bytes, str]:
+    """``(bytes, "png" | "jpeg")`` of an ``(H, W, 3)`` uint8 array: PNG (lossless), JPEG
+    (``quality``), or ``"auto"``: PNG unless it is more than :data:`AUTO_JPEG_RATIO`
+    times the JPEG (flat or drawn content and masks stay exact and small;
+    photographs go as high-quality JPEG, a third to a fifth of the PNG)."""
     im = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
-    if fmt == "png":
-        im.save(buf, "PNG", compress_level=1)
-    elif fmt == "jpeg":
-        im.save(buf, "JPEG", quality=quality)
-    else:
-        raise ArgumentError(f"tile format must be 'png' or 'jpeg', got {fmt!r}")
-    return buf.getvalue()
+
+    def encoded(kind: str) -> bytes:
+        buf = io.BytesIO()
+        if kind == "png":
+            im.save(buf, "PNG", compress_level=1)
+        else:
+            im.save(buf, "JPEG", quality=quality)
+        return buf.getvalue()
+
+    if fmt in ("png", "jpeg"):
+        return encoded(fmt), fmt
+    if fmt != "auto":
+        raise ArgumentError(f"tile format must be 'auto', 'png' or 'jpeg', got {fmt!r}")
+    png, jpeg = encoded("png"), encoded("jpeg")
+    return (jpeg, "jpeg") if len(png) > AUTO_JPEG_RATIO * len(jpeg) else (png, "png")
 
 
 @dataclass
@@ -110,7 +124,8 @@ class TileCache:
         max_tiles: how many tiles the browser keeps (``tile**2 * 4`` bytes each
             there: 512 tiles of 256 px are 128 MiB).
         tile: tile side in pixels of its source.
-        fmt: ``"png"`` (lossless) or ``"jpeg"`` (``quality`` >= 92).
+        fmt: ``"auto"`` (PNG, or JPEG of ``quality`` where PNG would be far larger:
+            :func:`encode_tile`), ``"png"`` (lossless) or ``"jpeg"``.
 
     Attributes:
         bytes_sent: encoded tile bytes sent since creation (never reset).
@@ -118,11 +133,11 @@ class TileCache:
         last_level: the level of the last paint (``OVERVIEW`` or a pyramid level).
     """
 
-    def __init__(self, max_tiles: int = 512, tile: int = TILE, fmt: str = "png", quality: int = 92) -> None:
+    def __init__(self, max_tiles: int = 512, tile: int = TILE, fmt: str = "auto", quality: int = 92) -> None:
         if max_tiles < 1 or tile < 16:
             raise ArgumentError(f"max_tiles must be >= 1 and tile >= 16, got {max_tiles} and {tile}")
-        if fmt not in ("png", "jpeg") or not 92 <= quality <= 100:
-            raise ArgumentError(f"tiles are PNG or JPEG of quality 92..100, got {fmt!r} at {quality}")
+        if fmt not in ("auto", "png", "jpeg") or not 92 <= quality <= 100:
+            raise ArgumentError(f"tiles are auto, PNG or JPEG of quality 92..100, got {fmt!r} at {quality}")
         self.max_tiles, self.tile, self.fmt, self.quality = max_tiles, tile, fmt, quality
         self.bytes_sent = 0
         self.tiles_sent = 0
@@ -234,10 +249,10 @@ class TileCache:
 
     def _send(self, key: Key) -> _Tile:
         rgb = self.pixels(key)
-        data = encode_tile(rgb, self.fmt, self.quality)
+        data, kind = encode_tile(rgb, self.fmt, self.quality)
         h, w = rgb.shape[:2]
         canvas = Canvas(width=w, height=h)
-        image = ImageWidget(value=data, format=self.fmt)
+        image = ImageWidget(value=data, format=kind)
         canvas.draw_image(image, 0, 0)
         t = _Tile(canvas, image, time.monotonic(), self._paints)
         self._cache[key] = t

@@ -19,7 +19,7 @@ import deepblock_nb as dbn
 from deepblock_nb.widgets._viewport import Viewport, convert, fit, pan, zoom_at
 from tests._jupyter import jupyter_lab
 from tests.widgets.test_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.widgets.test_imageview_tiles import BLOCK, SIDE, block_rgb, write_big_tiff
+from tests.widgets.test_imageview_tiles import BLOCK, SIDE, block_rgb, write_big_tiff, write_photo_tiff
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -40,6 +40,10 @@ CELLS = [
     "view.zoom(4.0)",
     "view.pan_by(-300, -150)",
     "view.pan_by(300, 150)",
+    "view.show('photo.tif')",
+    "view.zoom(4.0)",
+    "view.zoom(4.0)",
+    "view.pan_by(-300, -150)",
 ]
 SMALL_STEPS = [("fit", None), ("zoom", (2.0,)), ("pan", (120, 40))]
 BIG_STEPS = [
@@ -49,6 +53,7 @@ BIG_STEPS = [
     ("pan", (-300, -150)),
     ("pan back", (300, 150)),
 ]
+PHOTO_STEPS = ["open", "zoom 1", "zoom 2", "pan"]  # photograph-like content: bytes only
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +70,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     project = dbn.Project.create(root / "proj", categories=["thing"])
     project.add_image(quad, name="quad.png")
     project.add_image(write_big_tiff(tmp / "big.tif"), copy=False, name="big.tif")
+    project.add_image(write_photo_tiff(tmp / "photo.tif"), copy=False, name="photo.tif")
     cells = [
         {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": src}
         for src in CELLS
@@ -198,6 +204,10 @@ def test_tiles_land_at_their_places_and_panning_back_is_free(lab: tuple[str, Pat
                     vp = pan(vp, *arg)
                 checked[f"big {name}"] = _check(page, vp, _expected_big, f"big {name}")
                 page.screenshot(path=str(tmp / f"big-{name.replace(' ', '-')}.png"))
+            photo = {}
+            for i, name in enumerate(PHOTO_STEPS):
+                photo[name] = run_cell(len(SMALL_STEPS) + len(BIG_STEPS) + i)
+            page.screenshot(path=str(tmp / "photo-pan.png"))
         finally:
             browser.close()
     print(f"websocket bytes received per action: {sent}")
@@ -205,3 +215,7 @@ def test_tiles_land_at_their_places_and_panning_back_is_free(lab: tuple[str, Pat
     assert sent["pan"] > 0
     assert sent["pan back"] < 0.1 * sent["pan"], "panning back re-sent tiles"
     assert sum(sent.values()) < 5_000_000
+    print(
+        f"photograph-like 20,000^2 TIFF, websocket bytes per action: {photo}, {sum(photo.values()) / 1e6:.2f} MB"
+    )
+    assert sum(photo.values()) < 5_000_000, "opening, two zooms and a pan send under 5 MB"

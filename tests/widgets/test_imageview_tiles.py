@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -155,3 +156,96 @@ def test_tiles_hold_exact_pixels_the_cache_is_bounded_and_drags_read_no_file(
         assert any(k[0] == OVERVIEW for k in tiles.keys())
     finally:
         view.close()
+
+
+def _photo_like(rng: np.random.Generator, side: int) -> np.ndarray:
+    """An ``(side, side, 3)`` uint8 texture with a photograph's statistics: a 1/f
+    spectrum (structure at every scale, smooth colour) plus a little sensor noise, so
+    that PNG compresses it poorly and JPEG well, as with real photographs."""
+    f = np.fft.fftfreq(side)
+    radius = np.hypot(f[:, None], f[None, :])
+    radius[0, 0] = 1.0
+    out = np.empty((side, side, 3))
+    for c in range(3):
+        spectrum = (rng.normal(size=(side, side)) + 1j * rng.normal(size=(side, side))) / radius
+        layer = np.real(np.fft.ifft2(spectrum))
+        out[..., c] = (layer - layer.mean()) / (layer.std() + 1e-9)
+    out = 120 + 35 * out + rng.normal(0, 2.5, out.shape)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def write_photo_tiff(path: Path, side: int = SIDE, levels: int = 5) -> Path:
+    """A ``side``-square pyramidal TIFF whose 512-px tiles are photograph-like textures
+    (a pool of eight, mirrored and rotated so that neighbours differ)."""
+    rng = np.random.default_rng(3)
+    pool = [_photo_like(rng, TIFF_TILE) for _ in range(8)]
+
+    def tiles(n: int) -> Iterator[np.ndarray]:
+        k = 0
+        for _y in range(0, n, TIFF_TILE):
+            for _x in range(0, n, TIFF_TILE):
+                t = pool[k % 8]
+                yield np.ascontiguousarray(np.rot90(t, k // 8 % 4)[:, :: 1 - 2 * (k // 32 % 2)])
+                k += 1
+
+    opts = dict(
+        tile=(TIFF_TILE, TIFF_TILE), compression="jpeg", compressionargs={"level": 95}, photometric="rgb"
+    )
+    sides = [side // 2**k for k in range(levels)]
+    with tifffile.TiffWriter(path, bigtiff=True) as tw:
+        tw.write(tiles(side), shape=(side, side, 3), dtype=np.uint8, subifds=levels - 1, **opts)  # type: ignore[arg-type]
+        for s in sides[1:]:
+            tw.write(tiles(s), shape=(s, s, 3), dtype=np.uint8, subfiletype=1, **opts)  # type: ignore[arg-type]
+    return path
+
+
+def test_a_photographic_20000_image_opened_zoomed_twice_and_panned_sends_under_5_mb(
+    tmp_path: Path,
+) -> None:
+    """Bytes per action on photograph-like content (the block image above compresses to
+    nearly nothing): "auto" sends JPEG 92 where PNG would be more than twice as large."""
+    t = time.perf_counter()
+    path = write_photo_tiff(tmp_path / "photo.tif")
+    made = time.perf_counter() - t
+    project = dbn.Project.create(tmp_path / "proj", categories=["thing"])
+    try:
+        rec = project.add_image(path, copy=False)
+        totals = {}
+        for fmt in ("auto", "png"):
+            view = ImageView(project, width=800, height=560, overview_side=1024, tile_format=fmt)
+            try:
+                steps: dict[str, int] = {}
+
+                def step(name: str, act: Any, v: ImageView = view, s: dict[str, int] = steps) -> None:
+                    before = v.tiles.bytes_sent
+                    act()
+                    s[name] = v.tiles.bytes_sent - before
+
+                step("open", lambda v=view: v.show(rec))
+                step("zoom 1", lambda v=view: v.zoom(4.0))
+                step("zoom 2", lambda v=view: v.zoom(4.0))
+                step("pan", lambda v=view: v.pan_by(-400, -200))
+                step("pan back", lambda v=view: v.pan_by(400, 200))
+                totals[fmt] = sum(steps.values())
+                print(f"{fmt}: bytes per action {steps}, {totals[fmt] / 1e6:.2f} MB in all")
+                assert steps["pan back"] == 0
+            finally:
+                view.close()
+        print(f"(the 20,000^2 TIFF was written in {made:.1f} s)")
+        assert totals["auto"] < 5_000_000, "open + two zooms + a pan must send under 5 MB"
+        assert totals["auto"] < 0.6 * totals["png"], "photographs go as JPEG"
+    finally:
+        project.close()
+
+
+def test_auto_tiles_keep_flat_content_lossless() -> None:
+    from deepblock_nb.widgets._tiles import encode_tile
+
+    flat = np.zeros((256, 256, 3), np.uint8)
+    flat[:, 128:] = (200, 30, 30)
+    data, kind = encode_tile(flat, "auto")
+    assert kind == "png"
+    photo, kind = encode_tile(_photo_like(np.random.default_rng(0), 256), "auto")
+    assert kind == "jpeg" and len(photo) > len(data)
+    with pytest.raises(dbn.DeepBlockError, match="tile format"):
+        encode_tile(flat, "webp")
