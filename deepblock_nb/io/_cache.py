@@ -5,7 +5,8 @@ array is written under a cache folder and every later window is a slice of a
 memory map. Cache files are keyed by the source's size, modification time and a
 hash of its first and last bytes, so an edited file gets a new entry. They are
 plain derived data: deleting them is always safe (they are rebuilt on demand),
-and the original image is never touched.
+and the original image is never touched. Large PNG/JPEG/GIF/WebP are cached as
+tiled pyramidal TIFFs instead (``_vips``), under the same key.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import hashlib
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["cache_path", "load_cached", "spill_to_temp", "write_cached"]
+__all__ = ["cache_path", "load_cached", "spill_to_temp", "write_atomically", "write_cached"]
 
 U8 = npt.NDArray[np.uint8]
 _SAMPLE = 64 * 1024
@@ -39,9 +41,23 @@ def content_key(path: Path) -> str:
     return h.hexdigest()
 
 
-def cache_path(cache_dir: Path, source: Path, kind: str = "rgb") -> Path:
-    """Where derived pixels of ``source`` (``kind``: ``"rgb"`` or an overview name) are cached."""
-    return cache_dir / f"{source.stem[:40]}-{content_key(source)}.{kind}.npy"
+def cache_path(cache_dir: Path, source: Path, kind: str = "rgb", suffix: str = ".npy") -> Path:
+    """Where derived pixels of ``source`` (``kind``: ``"rgb"``, ``"pyramid"`` or an overview name) are cached."""
+    return cache_dir / f"{source.stem[:40]}-{content_key(source)}.{kind}{suffix}"
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Run ``write(tmp)`` on a temporary name beside ``path``, then rename it to ``path``.
+
+    Readers never see a half-written file; on failure the temporary file is removed.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_cached(path: Path) -> U8 | None:
@@ -57,14 +73,12 @@ def load_cached(path: Path) -> U8 | None:
 
 def write_cached(path: Path, rgb: U8) -> U8:
     """Write ``rgb`` atomically to ``path`` and return it memory-mapped from there."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
+
+    def save(tmp: Path) -> None:
         with tmp.open("wb") as f:
             np.save(f, rgb, allow_pickle=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    write_atomically(path, save)
     mapped = load_cached(path)
     if mapped is None:  # pragma: no cover - we just wrote it: only a failing disk gets here, no input
         raise OSError(f"cannot read back the image cache {path}")

@@ -6,6 +6,10 @@ small image stays in memory and a large one is spilled to a private temporary
 file. Overviews of a JPEG use the decoder's draft mode and of a JPEG 2000 its
 resolution reduction, so they never need the full decode. Uncompressed 24/32-bit
 BMPs are memory-mapped directly.
+
+PNG, JPEG, GIF and WebP of ``STREAM_MIN_PIXELS`` or more are not decoded whole:
+when pyvips is available, libvips streams them once into a tiled pyramidal TIFF
+(``_vips``) read with bounded memory; without pyvips they take the path above.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ import numpy.typing as npt
 from PIL import Image
 
 from deepblock_nb.errors import DecompressionBombError, ImageReadError
-from deepblock_nb.io import _cache
+from deepblock_nb.io import _cache, _vips
 from deepblock_nb.io._base import ImageInfo, ImageSource, _fit, _resize, check_pixels
 from deepblock_nb.io._checks import check_complete, parse_bmp_header
 from deepblock_nb.io._convert import scale_to_uint8, to_rgb8
+from deepblock_nb.io._lru import TileLRU, shared_tile_cache
 from deepblock_nb.io._svg import render_svg, svg_size
 
 __all__ = ["BmpSource", "DecodedSource", "open_pillow", "pillow_rgb", "probe_pillow", "probe_svg"]
@@ -32,6 +37,11 @@ U8 = npt.NDArray[np.uint8]
 
 # Decoded arrays larger than this are not kept in memory without a cache folder.
 IN_MEMORY_MAX_BYTES = 256 * 1024 * 1024
+# Images of at least this many pixels are streamed by libvips into a pyramid
+# (when pyvips loads). Below it a whole decode costs under ~150 MB and is faster
+# than writing and reading back a TIFF; the same size is where overviews stop
+# reading a level whole (``_base.OVERVIEW_DIRECT_PIXELS``).
+STREAM_MIN_PIXELS = 4096 * 4096
 
 _DTYPES = {"1": "bool", "I;16": "uint16", "I;16L": "uint16", "I;16B": "uint16", "I;16N": "uint16"}
 _DTYPES.update({"I": "int32", "F": "float32"})
@@ -261,8 +271,16 @@ class BmpSource(ImageSource):
             self._map = None
 
 
-def open_raster(path: Path, fmt: str, info: ImageInfo, cache_dir: Path | None) -> ImageSource:
-    """An ``ImageSource`` for a format without random access."""
+def open_raster(
+    path: Path, fmt: str, info: ImageInfo, cache_dir: Path | None, tile_cache: TileLRU | None = None
+) -> ImageSource:
+    """An ``ImageSource`` for a format without random access.
+
+    ``tile_cache`` holds the decoded tiles of a streamed pyramid (default: the shared LRU).
+    """
+    if info.width * info.height >= STREAM_MIN_PIXELS and _vips.available(fmt):
+        lru = shared_tile_cache if tile_cache is None else tile_cache
+        return _vips.PyramidSource(path, fmt, (info.width, info.height), cache_dir, lru)
     if fmt == "bmp":
         with path.open("rb") as f:
             hdr = parse_bmp_header(f.read(64), path)

@@ -12,6 +12,9 @@ Formats, recognised by their content (not their file name):
 - PNG (first frame of an APNG), JPEG, GIF (first frame), ICO (largest icon),
   BMP, JPEG 2000, WebP and SVG (rasterised by resvg at its own size): decoded
   once, then cached as a memory map under ``cache_dir`` when given (``_raster``).
+  Large PNG, JPEG, GIF and WebP are instead streamed by libvips (pyvips) into a
+  tiled pyramidal TIFF under ``cache_dir`` (or a temporary file without one) and
+  read from it with bounded memory (``_vips``).
 
 Conversion to 8-bit RGB (``_convert``): 16-bit samples keep their high byte,
 floats are read as 0..1, greyscale is repeated on three channels, palettes are
@@ -145,8 +148,9 @@ def open_image(
     Args:
         path: the image file (never modified).
         cache_dir: folder for derived data, deletable and rebuilt on demand: the
-            decoded pixels of formats without random access (PNG, JPEG, ...) and
-            a 2048-px overview of large TIFFs without a pyramid.
+            decoded pixels of formats without random access (PNG, JPEG, ...; a
+            pyramidal TIFF for large ones) and a 2048-px overview of large TIFFs
+            without a pyramid.
         cache_bytes: ``None`` shares the module-wide decoded-tile LRU; a number
             gives this source a private LRU of that many bytes (0: no caching).
         max_pixels: pixel limit; defaults to ``MAX_PIXELS``.
@@ -157,13 +161,13 @@ def open_image(
     p = _resolve(path)
     fmt = detect_format(p)
     limit = MAX_PIXELS if max_pixels is None else max_pixels
+    lru = shared_tile_cache if cache_bytes is None else TileLRU(cache_bytes)
     if fmt == "tiff":
-        lru = shared_tile_cache if cache_bytes is None else TileLRU(cache_bytes)
         source = TiffSource(p, limit, lru)
         source.cache_dir = None if cache_dir is None else Path(cache_dir)
         return source
     info = probe_svg(p, limit) if fmt == "svg" else probe_pillow(p, fmt, limit)
-    return open_raster(p, fmt, info, None if cache_dir is None else Path(cache_dir))
+    return open_raster(p, fmt, info, None if cache_dir is None else Path(cache_dir), lru)
 
 
 def set_tile_cache_bytes(max_bytes: int) -> None:

@@ -1,0 +1,217 @@
+"""Large PNG, JPEG, GIF and WebP streamed by libvips into a tiled pyramidal TIFF.
+
+Such formats have no random access, so reading one window means decoding the
+image. Instead of decoding it whole in memory, libvips decodes it top to bottom
+(``access="sequential"``), converts it to 8-bit RGB by the rules of ``_convert``
+and writes it once as a tiled (512 px), pyramidal BigTIFF: deflate for lossless
+sources, JPEG quality 95 for JPEG sources (the source is lossy already; the cache
+stays about the size of the source instead of several times it). Windows and
+overviews are then read from that file by ``_tiff`` with bounded memory.
+
+With a cache folder the TIFF is kept there under the source's content key and
+reused; without one it is built in a private temporary file that ``close()``
+deletes. Without pyvips (not installed, or its library fails to load)
+``available()`` is false and ``_raster`` decodes with Pillow as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from deepblock_nb.errors import DeepBlockError, ImageReadError
+from deepblock_nb.io import _cache
+from deepblock_nb.io._base import ImageSource
+from deepblock_nb.io._lru import TileLRU
+from deepblock_nb.io._tiff import TiffSource
+
+__all__ = ["PyramidSource", "available", "build_pyramid", "pyramid_levels"]
+
+U8 = npt.NDArray[np.uint8]
+log = logging.getLogger(__name__)
+
+TILE_SIDE = 512
+JPEG_QUALITY = 95
+_LOADERS = {"jpeg": "jpegload", "png": "pngload", "gif": "gifload", "webp": "webpload"}
+
+_lock = threading.Lock()
+_module: Any = None
+_tried = False
+
+
+def _pyvips() -> Any:
+    """The ``pyvips`` module, or ``None`` when it cannot be loaded (logged once)."""
+    global _module, _tried
+    with _lock:
+        if not _tried:
+            _tried = True
+            try:
+                import pyvips
+
+                pyvips.cache_set_max(0)  # no operation cache: it would keep source files open
+                _module = pyvips
+            except Exception as exc:  # ImportError, or OSError when libvips itself fails to load
+                log.info(
+                    "pyvips is not available (%s): large PNG/JPEG/GIF/WebP are decoded whole by Pillow", exc
+                )
+        return _module
+
+
+def available(fmt: str) -> bool:
+    """Whether libvips can stream ``fmt`` here (pyvips loads and has that loader)."""
+    vips = _pyvips()
+    loader = _LOADERS.get(fmt)
+    return vips is not None and loader is not None and vips.type_find("VipsOperation", loader) != 0
+
+
+def pyramid_levels(width: int, height: int, tile: int = TILE_SIDE) -> list[tuple[int, int]]:
+    """``(width, height)`` of each level ``tiffsave(pyramid=True)`` writes: halved (floor)
+    until the level fits in one tile or a side would reach zero."""
+    levels = [(width, height)]
+    while (width > tile or height > tile) and width >= 2 and height >= 2:
+        width, height = width // 2, height // 2
+        levels.append((width, height))
+    return levels
+
+
+def _rgb8(im: Any, vips: Any) -> Any:
+    """``im`` as 3-band 8-bit sRGB by the rules of ``_convert`` (high byte, grey
+    repeated, CMYK formula, straight alpha composited on white)."""
+    if im.format == "ushort":
+        im = (im >> 8).cast("uchar")
+    elif im.format != "uchar":
+        raise ValueError(f"samples of type {im.format} are not supported")
+    if im.interpretation == "cmyk" and im.bands >= 4:
+        k = 255 - im[3]
+        rgb = ((255 - im.extract_band(0, n=3)) * k + 127.5) * (1 / 255)
+        return rgb.floor().cast("uchar").copy(interpretation="srgb")
+    colour = 1 if im.bands <= 2 else 3
+    rgb = im.extract_band(0, n=colour)
+    if im.bands in (2, 4):
+        a = im[colour]
+        # (c * a + 255 * (255 - a) + 127) // 255 as _convert; + 0.5 keeps the float floor exact
+        rgb = ((rgb * a + (255 - a) * 255 + 127.5) * (1 / 255)).floor().cast("uchar")
+    if colour == 1:
+        rgb = rgb.bandjoin([rgb, rgb])
+    return rgb.copy(interpretation="srgb")
+
+
+def build_pyramid(source: Path, fmt: str, size: tuple[int, int], target: Path) -> None:
+    """Stream ``source`` into a tiled pyramidal 8-bit RGB TIFF at ``target`` (atomically).
+
+    Raises:
+        ImageReadError: the pixels cannot be decoded (truncated or damaged file),
+            or they do not have the size the header says.
+    """
+    vips = _pyvips()
+    if vips is None:  # pragma: no cover - callers check available() first
+        raise RuntimeError("pyvips is not available")
+    options: dict[str, Any] = {"compression": "deflate", "predictor": "horizontal"}
+    if fmt == "jpeg":
+        options = {"compression": "jpeg", "Q": JPEG_QUALITY}
+    try:
+        im = vips.Image.new_from_file(str(source), access="sequential", fail_on="error")
+        if (im.width, im.height) != size:
+            raise ImageReadError(
+                f"{source}: decoded to {im.width} x {im.height} pixels but the header says {size[0]} x {size[1]}",
+                source,
+            )
+        rgb = _rgb8(im, vips)
+
+        def save(tmp: Path) -> None:
+            rgb.tiffsave(
+                str(tmp),
+                tile=True,
+                tile_width=TILE_SIDE,
+                tile_height=TILE_SIDE,
+                pyramid=True,
+                bigtiff=True,
+                keep=0,  # no metadata: the cache holds pixels only
+                **options,
+            )
+
+        _cache.write_atomically(target, save)
+    except vips.Error as exc:
+        reason = " ".join(str(exc.detail or exc.message).split())[:300]
+        raise ImageReadError(f"{source}: cannot decode the {fmt.upper()} pixels ({reason})", source) from exc
+    except ValueError as exc:
+        raise ImageReadError(f"{source}: cannot convert the {fmt.upper()} pixels ({exc})", source) from exc
+
+
+class PyramidSource(ImageSource):
+    """A PNG/JPEG/GIF/WebP read from the pyramidal TIFF libvips builds on first use."""
+
+    def __init__(
+        self,
+        path: Path,
+        fmt: str,
+        size: tuple[int, int],
+        cache_dir: Path | None,
+        tile_cache: TileLRU,
+    ) -> None:
+        super().__init__(path, pyramid_levels(*size), fmt)
+        self._size = size
+        self._cache_dir = cache_dir
+        self._tile_cache = tile_cache
+        self._tiff: TiffSource | None = None
+        self._temp: Path | None = None
+
+    def _open_pyramid(self, target: Path) -> TiffSource | None:
+        try:
+            tiff = TiffSource(target, None, self._tile_cache)
+        except (DeepBlockError, OSError):
+            return None
+        if tiff.levels[0] != self._size:
+            tiff.close()
+            return None
+        return tiff
+
+    def pyramid(self) -> TiffSource:
+        """The TIFF this source reads from, built (or found in the cache folder) on first use."""
+        with self._lock:
+            if self._tiff is not None:
+                return self._tiff
+            if self._closed:
+                raise ImageReadError(f"{self.path}: the image source is closed", self.path)
+            tiff = None
+            if self._cache_dir is not None:
+                target = _cache.cache_path(self._cache_dir, self.path, "pyramid", ".tif")
+                tiff = self._open_pyramid(target) if target.exists() else None
+            else:
+                fd, name = tempfile.mkstemp(prefix="dbn-pyramid-", suffix=".tif")
+                os.close(fd)
+                target = self._temp = Path(name)
+            if tiff is None:
+                build_pyramid(self.path, self.format, self._size, target)
+                tiff = self._open_pyramid(target)
+                if tiff is None:  # pragma: no cover - we just wrote it: only a failing disk gets here
+                    raise ImageReadError(f"{self.path}: cannot read back its pyramid {target}", self.path)
+            if tiff.levels != self.levels:  # another libvips may halve differently: trust the file
+                log.debug("%s: pyramid levels %s, not the predicted %s", self.path, tiff.levels, self.levels)
+                self.levels = list(tiff.levels)
+            self._tiff = tiff
+            return tiff
+
+    def _read(self, level: int, x: int, y: int, w: int, h: int) -> U8:
+        return self.pyramid()._read(level, x, y, w, h)
+
+    def overview(self, max_side: int) -> U8:
+        self.pyramid()  # the levels are final once the file exists
+        return super().overview(max_side)
+
+    def close(self) -> None:
+        with self._lock:
+            super().close()
+            if self._tiff is not None:
+                self._tiff.close()
+                self._tiff = None
+            if self._temp is not None:
+                self._temp.unlink(missing_ok=True)
+                self._temp = None
