@@ -36,7 +36,7 @@ browser:
 
 lab: setup
 	$(BIN)/python -m deepblock_nb.demo $(DEMO)
-	DEEPBLOCK_DEMO=$(abspath $(DEMO)) $(BIN)/jupyter lab --ip=127.0.0.1 --port=$(PORT) $(ALLOW_ROOT) notebooks/workbench.ipynb
+	DEEPBLOCK_DEMO=$(abspath $(DEMO)) $(BIN)/jupyter lab --ip=127.0.0.1 --port=$(PORT) $(ALLOW_ROOT) notebooks/app.ipynb
 
 lint: setup
 	$(BIN)/ruff check deepblock_nb tests benchmarks

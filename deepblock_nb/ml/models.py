@@ -58,6 +58,7 @@ from deepblock_nb.ml._weights import (
     read_state_dict,
     warn_no_weights,
 )
+from deepblock_nb.ml.presets import AUTO, PRESET_INFO
 
 __all__ = ["CUSTOM", "BuiltModel", "Preset", "build_model", "list_presets", "resolve_preset_name"]
 
@@ -358,73 +359,41 @@ def _build_small(
     return PRESETS[str(arch)].build(nc, size, opts, weights, load)
 
 
+_BUILDERS: dict[str, Builder] = {
+    "small": _build_small,
+    "ssdlite": _build_ssdlite,
+    "fcos_mobilenet_v2": _fcos_mb("mobilenet_v2"),
+    "fcos_mobilenet_v3": _fcos_mb("mobilenet_v3_large"),
+    "fasterrcnn_mobilenet_v3": _tv(
+        tvd.fasterrcnn_mobilenet_v3_large_fpn,
+        tvd.FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1,
+        tvm.MobileNet_V3_Large_Weights.IMAGENET1K_V1,
+        "fasterrcnn_mobilenet_v3",
+    ),
+    "fasterrcnn_resnet50_v2": _tv(
+        tvd.fasterrcnn_resnet50_fpn_v2,
+        tvd.FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
+        tvm.ResNet50_Weights.IMAGENET1K_V1,
+        "fasterrcnn_resnet50_v2",
+    ),
+    "retinanet_resnet50_v2": _tv(
+        tvd.retinanet_resnet50_fpn_v2,
+        tvd.RetinaNet_ResNet50_FPN_V2_Weights.COCO_V1,
+        tvm.ResNet50_Weights.IMAGENET1K_V1,
+        "retinanet_resnet50_v2",
+    ),
+    "fcos_resnet50": _tv(
+        tvd.fcos_resnet50_fpn,
+        tvd.FCOS_ResNet50_FPN_Weights.COCO_V1,
+        tvm.ResNet50_Weights.IMAGENET1K_V1,
+        "fcos_resnet50",
+    ),
+}
+
+# names, summaries and default settings live in ml/presets.py (torch-free, for the widgets)
 PRESETS: dict[str, Preset] = {
-    p.name: p
-    for p in [
-        Preset(
-            "small",
-            "fast on a CPU; uses MobileNet/SSDlite weights when cached or fetchable",
-            _build_small,
-            320,
-            2e-3,
-            8,
-        ),
-        Preset("ssdlite", "SSDlite-MobileNetV3 (COCO / ImageNet / scratch)", _build_ssdlite, 320, 2e-3, 8),
-        Preset("fcos_mobilenet_v2", "FCOS + MobileNetV2-FPN", _fcos_mb("mobilenet_v2"), 320, 1e-3, 8),
-        Preset("fcos_mobilenet_v3", "FCOS + MobileNetV3-FPN", _fcos_mb("mobilenet_v3_large"), 320, 1e-3, 8),
-        Preset(
-            "fasterrcnn_mobilenet_v3",
-            "Faster R-CNN + MobileNetV3-Large-FPN",
-            _tv(
-                tvd.fasterrcnn_mobilenet_v3_large_fpn,
-                tvd.FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1,
-                tvm.MobileNet_V3_Large_Weights.IMAGENET1K_V1,
-                "fasterrcnn_mobilenet_v3",
-            ),
-            512,
-            1e-3,
-            8,
-        ),
-        Preset(
-            "fasterrcnn_resnet50_v2",
-            "Faster R-CNN + ResNet50-FPN v2 (accurate, GPU)",
-            _tv(
-                tvd.fasterrcnn_resnet50_fpn_v2,
-                tvd.FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
-                tvm.ResNet50_Weights.IMAGENET1K_V1,
-                "fasterrcnn_resnet50_v2",
-            ),
-            640,
-            2e-4,
-            8,
-        ),
-        Preset(
-            "retinanet_resnet50_v2",
-            "RetinaNet + ResNet50-FPN v2 (GPU)",
-            _tv(
-                tvd.retinanet_resnet50_fpn_v2,
-                tvd.RetinaNet_ResNet50_FPN_V2_Weights.COCO_V1,
-                tvm.ResNet50_Weights.IMAGENET1K_V1,
-                "retinanet_resnet50_v2",
-            ),
-            640,
-            2e-4,
-            8,
-        ),
-        Preset(
-            "fcos_resnet50",
-            "FCOS + ResNet50-FPN (GPU)",
-            _tv(
-                tvd.fcos_resnet50_fpn,
-                tvd.FCOS_ResNet50_FPN_Weights.COCO_V1,
-                tvm.ResNet50_Weights.IMAGENET1K_V1,
-                "fcos_resnet50",
-            ),
-            640,
-            2e-4,
-            8,
-        ),
-    ]
+    info.name: Preset(info.name, info.summary, _BUILDERS[info.name], info.tile_size, info.lr, info.batch_size)
+    for info in PRESET_INFO
 }
 
 ALIASES = {
@@ -455,7 +424,7 @@ def resolve_preset_name(
         ModelError: the name is unknown.
     """
     key = model.lower().strip()
-    if key == "auto":
+    if key == AUTO:
         if device is None or device.type != "cuda":
             return "small"
         big = first_weights(
@@ -467,7 +436,7 @@ def resolve_preset_name(
     key = ALIASES.get(key, key)
     if key not in PRESETS:
         raise ModelError(
-            f"unknown model preset {model!r}; choose one of {', '.join(['auto', *PRESETS])}, "
+            f"unknown model preset {model!r}; choose one of {', '.join([AUTO, *PRESETS])}, "
             "or pass a torch module that follows torchvision's detection contract"
         )
     return key

@@ -1,8 +1,14 @@
-"""App: the whole workbench in one widget (Preprocess, Divide, Train, Evaluate, Predict)."""
+"""App: the whole workbench in one widget, in the product's three stages.
+
+TRAIN (Preprocess: categories, import, labelling; Divide; Train), EVALUATE and
+PREDICT, under a header with the project's name and what it is processing.
+"""
 
 from __future__ import annotations
 
 import html
+import math
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
@@ -17,9 +23,12 @@ from deepblock_nb.widgets.statistics import Statistics
 from deepblock_nb.widgets.tiling import TilingControls
 from deepblock_nb.widgets.training import TrainingPanel
 
-__all__ = ["App", "CategoryEditor", "ImportPanel"]
+__all__ = ["App", "CategoryEditor", "ImportPanel", "ProcessingHeader"]
 
-TABS = ("Preprocess", "Divide", "Train", "Evaluate", "Predict")
+STAGES = ("TRAIN", "EVALUATE", "PREDICT")
+TRAIN_STEPS = ("Preprocess", "Divide", "Train")
+# what the header says a running job of each kind is doing
+DOING = {"train": "training", "evaluate": "evaluating", "predict": "predicting"}
 
 
 class CategoryEditor(W.VBox):
@@ -175,11 +184,79 @@ class ImportPanel(W.VBox):
         self.status.value = error_html(exc)
 
 
+class ProcessingHeader(W.HBox):
+    """The project's name and what it is processing: IDLE, or the running job's kind,
+    progress and message (and how many jobs wait), following the project's "jobs"
+    events and the running job's progress, throttled."""
+
+    def __init__(self, project: Any, interval: float = 0.2, **kwargs: Any) -> None:
+        self.project = project
+        self.job: Any = None  # the job shown
+        path = Path(project.path).resolve()
+        self.title = W.HTML(
+            f"<span style='white-space:nowrap' title='{html.escape(str(path))}'><b>deepblock</b> &nbsp; "
+            f"project <b>{html.escape(path.name)}</b></span>",
+            layout=W.Layout(flex="0 0 auto"),
+        )
+        self.status = W.HTML(_IDLE, layout=W.Layout(flex="1 1 auto"))
+        self.progress = W.FloatProgress(
+            value=0.0, min=0.0, max=1.0, layout=W.Layout(width="160px", visibility="hidden")
+        )
+        self._subs = Subscriptions()
+        self._job_subs = Subscriptions()
+        self._throttle = self._subs.own(Throttle(self.refresh, interval))
+        self._subs.add(project.on("jobs", lambda **_: self._throttle()))
+        super().__init__(
+            [self.title, self.status, self.progress],
+            layout=W.Layout(align_items="center", justify_content="flex-start", grid_gap="12px"),
+            **kwargs,
+        )
+        self._throttle.flush()  # here and now, never at the same time as the UI thread's run
+
+    def refresh(self) -> None:
+        """Show the running (else first queued) job, or IDLE."""
+        jobs = [j for j in self.project.jobs if not j.status.done]
+        job = jobs[0] if jobs else None
+        if job is not self.job:
+            self._job_subs.close()
+            self.job = job
+            if job is not None:
+                self._job_subs.add(job.on("progress", lambda _job: self._throttle()))
+        if job is None:
+            with self.hold_sync():
+                self.status.value = _IDLE
+                self.progress.layout.visibility = "hidden"
+            return
+        status = job.status.value
+        word = DOING.get(job.kind, job.kind) if status == "running" else f"{job.kind} {status}"
+        progress = 0.0 if math.isnan(job.progress) else float(job.progress)
+        waiting = len(jobs) - 1
+        more = f" &nbsp; <i>{waiting} more waiting</i>" if waiting else ""
+        with self.hold_sync():
+            self.progress.value = progress
+            self.progress.layout.visibility = "visible"
+            self.status.value = (
+                f"<b style='text-transform:uppercase'>{html.escape(word)}</b> {100 * progress:.0f}% "
+                f"{html.escape(str(job.message))}{more}"
+            )
+
+    def close(self) -> None:
+        self._subs.close()
+        self._job_subs.close()
+        super().close()
+
+
+_IDLE = "<b style='text-transform:uppercase;color:#555'>idle</b>"
+
+
 class App(W.VBox):
     """The whole workbench for one project: ``App(project)`` (also ``project.app()``).
 
-    Tabs share the project; every action is a Project method and every view
-    follows the project's events, so cells and the App can be used together.
+    Three stages (``tabs``: TRAIN, EVALUATE, PREDICT; TRAIN holds ``train_steps``:
+    Preprocess, Divide, Train) under a :class:`ProcessingHeader`. The parts share
+    the project; every action is a Project method and every view follows the
+    project's events, so cells and the App can be used together, and each part
+    (``labeler``, ``tiling``, ``training``, ...) also works alone.
     In Evaluate, a click on an error shows its image in ``eval_labeler`` (the
     evaluate split), centred and zoomed on it, the true box solid and the
     predicted one dashed (:data:`~deepblock_nb.widgets.scorecard.TRUTH_STYLE`,
@@ -203,19 +280,25 @@ class App(W.VBox):
         self.predict = PredictPanel(project)
         self.statistics = Statistics(project)
         preprocess = W.VBox([W.HBox([self.categories, self.importer]), self.labeler])
-        self.tabs = W.Tab(
+        self.train_steps = W.Tab(children=[preprocess, self.tiling, self.training])
+        for i, title in enumerate(TRAIN_STEPS):
+            self.train_steps.set_title(i, title)
+        self.tabs = W.Tab(  # the three stages
             children=[
-                preprocess,
-                self.tiling,
-                self.training,
+                self.train_steps,
                 W.VBox([self.evaluation, self.eval_labeler]),
                 W.VBox([self.predict, self.statistics]),
             ]
         )
-        for i, title in enumerate(TABS):
+        for i, title in enumerate(STAGES):
             self.tabs.set_title(i, title)
-        header = W.HTML(f"<b>deepblock</b> project <code>{html.escape(str(project.path))}</code>")
-        super().__init__([header, self.tabs], **kwargs)
+        self.header = ProcessingHeader(project)
+        super().__init__([self.header, self.tabs], **kwargs)
+
+    @property
+    def stages(self) -> dict[str, W.Widget]:
+        """The three stages by title: ``{"TRAIN": ..., "EVALUATE": ..., "PREDICT": ...}``."""
+        return {self.tabs.get_title(i): child for i, child in enumerate(self.tabs.children)}
 
     def show_error(self, row: Any) -> None:
         """Show an error (a row of ``project.evaluation_errors()``) in the Evaluate labeler."""
@@ -252,6 +335,7 @@ class App(W.VBox):
 
     def close(self) -> None:
         for part in (
+            self.header,
             self.categories,
             self.labeler,
             self.eval_labeler,

@@ -1,4 +1,5 @@
-"""App: one widget with the five stages over one project; the widgets never import torch."""
+"""App: one widget with the three stages (TRAIN: Preprocess, Divide, Train; EVALUATE;
+PREDICT) over one project, a header that follows its jobs; the widgets never import torch."""
 
 from __future__ import annotations
 
@@ -6,25 +7,45 @@ import io
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 import deepblock_nb as dbn
+from deepblock_nb.jobs import Job
 from deepblock_nb.widgets import App
-from tests.widgets.conftest import drag, settled
+from tests.widgets.conftest import drag, settled, wait_until
 
 
-def test_app_has_the_five_tabs_sharing_one_project(wproject: dbn.Project) -> None:
+def _walk(widget: object) -> list[object]:
+    """A widget and every widget under it."""
+    found = [widget]
+    for child in getattr(widget, "children", ()):
+        found += _walk(child)
+    return found
+
+
+def test_app_has_the_three_stages_holding_the_panels_sharing_one_project(wproject: dbn.Project) -> None:
     app = App(wproject)
-    assert [app.tabs.get_title(i) for i in range(5)] == [
-        "Preprocess",
-        "Divide",
-        "Train",
-        "Evaluate",
-        "Predict",
-    ]
+    assert [app.tabs.get_title(i) for i in range(len(app.tabs.children))] == ["TRAIN", "EVALUATE", "PREDICT"]
+    assert list(app.stages) == ["TRAIN", "EVALUATE", "PREDICT"]
+    train = app.stages["TRAIN"]
+    assert train is app.train_steps
+    assert [train.get_title(i) for i in range(len(train.children))] == ["Preprocess", "Divide", "Train"]
+    preprocess, divide, training = train.children
+    for part in (app.categories, app.importer, app.labeler):
+        assert part in _walk(preprocess)
+    assert divide is app.tiling and training is app.training
+    for part in (app.evaluation, app.eval_labeler):
+        assert part in _walk(app.stages["EVALUATE"])
+    for part in (app.predict, app.statistics):
+        assert part in _walk(app.stages["PREDICT"])
+    assert app.children[0] is app.header and app.children[1] is app.tabs
+    assert "proj" in app.header.title.value and "idle" in app.header.status.value
+    assert app.header.job is None
     for part in (app.labeler, app.tiling, app.training, app.evaluation, app.predict, app.statistics):
         assert part.project is wproject
     # a box drawn in the labeler shows up in the category counts
@@ -104,7 +125,12 @@ def test_app_notebook_runs_on_a_fresh_demo_project(tmp_path, monkeypatch) -> Non
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert [o for o in outputs if o.output_type == "error"] == []
     views = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
-    assert len(views) == 1, "the last cell shows the App widget"
+    assert len(views) == 1, "one cell shows a widget"
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    assert first is nb.cells[0], "the notebook starts with the App"
+    shown = [o for o in first.outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert shown == views, "the first cell's output is the widget"
+    assert "App(" in shown[0]["data"]["text/plain"], shown[0]["data"]["text/plain"]
     assert (tmp_path / "demo" / "project.db").is_file()
 
 
@@ -143,7 +169,7 @@ def test_a_click_on_an_error_shows_it_centred_in_the_evaluate_labeler(wproject: 
     try:
         lab = app.eval_labeler
         assert lab.split.value == "evaluate" and [i for _, i in lab.image_list.options] == [rec.id]
-        assert lab in app.tabs.children[3].children
+        assert lab in app.stages["EVALUATE"].children
         calls: list[tuple[np.ndarray, list[str], float]] = []
         real = lab.view.stroke_boxes
 
@@ -180,3 +206,55 @@ def test_a_click_on_an_error_shows_it_centred_in_the_evaluate_labeler(wproject: 
         assert all(TRUTH_STYLE["color"] not in c[1] and PREDICTED_STYLE["color"] not in c[1] for c in calls)
     finally:
         app.close()
+
+
+def test_header_follows_a_running_job_and_returns_to_idle(wproject: dbn.Project) -> None:
+    app = App(wproject)
+    header = app.header
+    seen: list[str] = []
+    header.status.observe(lambda c: seen.append(c["new"]), "value")
+    at_half, release = threading.Event(), threading.Event()
+
+    def work(job: Job) -> None:
+        job.set_progress(0.5, "image 3/6")
+        at_half.set()
+        release.wait(10)
+
+    try:
+        job = wproject._jobs.submit("predict", work)  # the project's own queue: its "jobs" events
+        assert at_half.wait(10)
+        assert wait_until(lambda: "50%" in header.status.value, 5), header.status.value
+        assert "predicting" in header.status.value and "image 3/6" in header.status.value
+        assert header.job is job and header.progress.value == 0.5
+        assert header.progress.layout.visibility == "visible"
+        release.set()
+        job.wait(10)
+        assert wait_until(lambda: "idle" in header.status.value, 5), header.status.value
+        assert header.job is None and header.progress.layout.visibility == "hidden"
+        assert any("predicting" in v for v in seen) and seen[-1] == header.status.value
+    finally:
+        release.set()
+        app.close()
+
+
+@pytest.mark.slow
+def test_header_follows_real_training_started_from_a_cell(tmp_path: Path) -> None:
+    from tests.widgets.test_training import _tiny_project
+
+    p = _tiny_project(tmp_path / "p")
+    app = App(p)
+    seen: list[str] = []
+    app.header.status.observe(lambda c: seen.append(c["new"]), "value")
+    try:
+        job = p.train(epochs=2, model="small")
+        job.wait(300)
+        assert job.status is dbn.JobStatus.FINISHED
+        settled()
+        assert wait_until(lambda: "idle" in app.header.status.value, 5)
+        training = [v for v in seen if "training" in v]
+        assert training, seen
+        assert any("epoch" in v for v in training), training  # the job's message
+        assert app.training.job is job  # the Train panel followed the same job
+    finally:
+        app.close()
+        p.close()

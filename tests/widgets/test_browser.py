@@ -6,6 +6,7 @@ Needs /usr/bin/chromium and the Python playwright package (never ``playwright in
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -62,6 +63,11 @@ def lab_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         yield base, root
 
 
+def _exactly(label: str) -> re.Pattern[str]:
+    """A tab label matched whole and case-sensitively (the stage TRAIN holds the step Train)."""
+    return re.compile(rf"^\s*{re.escape(label)}\s*$")
+
+
 def _boxes(db: Path) -> list[tuple[float, float, float, float]]:
     if not db.is_file():
         return []
@@ -90,9 +96,9 @@ def test_labeler_renders_and_a_drag_stores_a_box(lab_server: tuple[str, Path], t
             page.locator('li[data-command="runmenu:run-all"]').click()
             canvas = page.locator(".jp-CodeCell").first.locator(".jp-OutputArea-output canvas").last
             canvas.wait_for(state="visible", timeout=120_000)
-            # the whole App renders: its tabs, bqplot figures and the anywidget webcam
-            page.locator(".lm-TabBar-tabLabel", has_text="Divide").first.wait_for(timeout=60_000)
-            page.locator(".lm-TabBar-tabLabel", has_text="Predict").first.click()
+            # the whole App renders: its stages and steps, bqplot figures and the anywidget webcam
+            page.locator(".lm-TabBar-tabLabel", has_text=_exactly("Divide")).first.wait_for(timeout=60_000)
+            page.locator(".lm-TabBar-tabLabel", has_text=_exactly("PREDICT")).first.click()
             page.locator("button", has_text="Start camera").first.wait_for(timeout=60_000)
             assert page.locator(".bqplot").count() >= 1
             page.wait_for_selector(".widget-html:has-text('a.png')", timeout=60_000)
@@ -113,10 +119,18 @@ def test_labeler_renders_and_a_drag_stores_a_box(lab_server: tuple[str, Path], t
                 time.sleep(0.25)
             page.screenshot(path=str(tmp_path / "labeler-after.png"))
             app_output = page.locator(".jp-CodeCell").nth(1).locator(".jp-OutputArea-output").first
-            for tab in ("Preprocess", "Divide", "Train", "Evaluate", "Predict"):
-                page.locator(".lm-TabBar-tabLabel", has_text=tab).first.click()
+            for stage, step in (
+                ("TRAIN", "Preprocess"),
+                ("TRAIN", "Divide"),
+                ("TRAIN", "Train"),
+                ("EVALUATE", None),
+                ("PREDICT", None),
+            ):
+                page.locator(".lm-TabBar-tabLabel", has_text=_exactly(stage)).first.click()
+                if step is not None:
+                    page.locator(".lm-TabBar-tabLabel", has_text=_exactly(step)).first.click()
                 time.sleep(0.3)
-                app_output.screenshot(path=str(tmp_path / f"app-{tab.lower()}.png"))
+                app_output.screenshot(path=str(tmp_path / f"app-{(step or stage).lower()}.png"))
             # one click on "Download JSON" saves the predictions file (none yet: an empty list)
             with page.expect_download(timeout=60_000) as download:
                 page.locator("button", has_text="Download JSON").first.click()
