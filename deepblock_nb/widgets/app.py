@@ -278,7 +278,7 @@ class App(W.VBox):
         self.eval_labeler.image_list.observe(lambda c: self._on_eval_image(c["new"]), "value")
         self.evaluation.on_error = self.show_error
         self.predict = PredictPanel(project)
-        self.statistics = Statistics(project)
+        self.statistics = Statistics(project, panel=self.predict)  # "this image": the one Predict shows
         preprocess = W.VBox([W.HBox([self.categories, self.importer]), self.labeler])
         self.train_steps = W.Tab(children=[preprocess, self.tiling, self.training])
         for i, title in enumerate(TRAIN_STEPS):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import ipywidgets as W
 import numpy as np
 
+from deepblock_nb.errors import DeepBlockError
 from deepblock_nb.widgets._imageview import ImageView
 from deepblock_nb.widgets._util import (
     JobPanel,
@@ -23,7 +25,15 @@ from deepblock_nb.widgets._util import (
 from deepblock_nb.widgets.download import DownloadButton
 from deepblock_nb.widgets.webcam import Webcam
 
-__all__ = ["PredictPanel", "unique_name"]
+__all__ = ["PredictPanel", "to_percent", "unique_name"]
+
+#: where uploads are written before they are added (under the project folder)
+UPLOAD_STAGING = Path("cache") / "uploads"
+
+
+def to_percent(threshold: float) -> float:
+    """A threshold 0..1 as the slider's percent 0..100 (rounded off float noise: 0.23 -> 23.0)."""
+    return round(float(threshold) * 100.0, 6)
 
 
 def unique_name(name: str, taken: set[str]) -> str:
@@ -40,12 +50,14 @@ def unique_name(name: str, taken: set[str]) -> str:
 class PredictPanel(JobPanel):
     """Predict on the project's "predict" images and browse the results.
 
-    Images come from a file upload or a webcam capture (``split="predict"``).
-    "Predict" runs ``project.predict`` in the background (this image or all);
-    the threshold slider sets ``project.threshold`` and redraws from the stored
+    Images come from a file upload (several at once) or a webcam capture
+    (``split="predict"``); "Remove image" removes the shown one. "Predict" runs
+    ``project.predict`` in the background (this image or all); the threshold slider
+    (percent, 0..100) sets ``project.threshold`` (0..1) and redraws from the stored
     predictions without running the model again; "Download JSON" / "Download CSV"
-    write the predictions at the threshold and save them in the browser, one click each. Project and job events (from any
-    thread) are shown on the UI thread, at most once per ``interval`` seconds.
+    write the predictions at the threshold and save them in the browser, one click
+    each. Project and job events (from any thread) are shown on the UI thread, at
+    most once per ``interval`` seconds.
     """
 
     def __init__(
@@ -81,14 +93,18 @@ class PredictPanel(JobPanel):
         self.clear_button = W.Button(
             description="Clear boxes", icon="eraser", tooltip="delete the stored predictions of this image"
         )
+        self.remove_button = W.Button(
+            description="Remove image", icon="trash", tooltip="remove the shown image from the predict split"
+        )
+        # percent in the page; project.threshold (0..1) stays the one value that counts
         self.threshold = W.FloatSlider(
-            value=float(project.threshold),
+            value=to_percent(project.threshold),
             min=0.0,
-            max=1.0,
-            step=0.01,
-            description="threshold",
+            max=100.0,
+            step=1.0,
+            description="threshold %",
             continuous_update=True,
-            readout_format=".2f",
+            readout_format=".0f",
             layout=W.Layout(width="380px"),
         )
         # one click each: the file is made in the kernel and saved by the browser
@@ -105,6 +121,7 @@ class PredictPanel(JobPanel):
         self.predict_button.on_click(guarded(lambda _: self.start(), err))
         self.stop_button.on_click(guarded(lambda _: self.job and self.job.stop(), err))
         self.clear_button.on_click(guarded(lambda _: self.clear(), err))
+        self.remove_button.on_click(guarded(lambda _: self.remove(), err))
         self.threshold.observe(guarded(self._on_slider, err), "value")
         for topic, handler in (
             ("images", self._on_images),
@@ -123,7 +140,7 @@ class PredictPanel(JobPanel):
         super().__init__(
             [
                 W.HBox([self.upload, self.webcam]),
-                W.HBox([self.image_list, zoom_out, zoom_in, fit_button]),
+                W.HBox([self.image_list, zoom_out, zoom_in, fit_button, self.remove_button]),
                 W.HBox([self.scope, self.accurate, self.predict_button, self.stop_button, self.clear_button]),
                 W.HBox([self.progress, self.status]),
                 W.HBox([self.threshold, self.download_json, self.download_csv]),
@@ -166,13 +183,52 @@ class PredictPanel(JobPanel):
     def add_frame(self, png: bytes) -> Any:
         return self.add_image(png, f"webcam-{time.strftime('%Y%m%d-%H%M%S')}.png")
 
+    def add_files(self, files: list[tuple[str, Path]]) -> list[Any]:
+        """Add image files (``(name, path)``) to the predict split one by one, under free names.
+
+        A bad file does not stop the others: each gets one error line naming it in
+        ``status``. Returns the records added.
+        """
+        added: list[Any] = []
+        lines: list[str] = []
+        taken = {r.name for r in self.project.images()}
+        for name, path in files:
+            try:
+                rec = self.project.add_image(path, split="predict", name=unique_name(name, taken))
+            except DeepBlockError as exc:
+                detail = str(exc).replace(f"{path}: ", "").replace(str(path), name)
+                lines.append(error_html(f"{name}: {detail}"))
+                continue
+            taken.add(rec.name)
+            added.append(rec)
+        if added:
+            self.refresh_images(select=added[-1].id)
+            names = ", ".join(f"{r.name} ({r.width} x {r.height})" for r in added)
+            lines.insert(0, info_html(f"added {names}"))
+        self.status.value = "<br>".join(lines)
+        return added
+
     def _on_upload(self, change: dict[str, Any]) -> None:
         files = change["new"]
         if not files:
             return
-        for f in files:
-            self.add_image(bytes(f["content"]), str(f["name"]))
-        self.upload.value = ()
+        # each upload goes to a file at once and the widget lets go of the bytes; the
+        # project then reads headers from the files and copies them under images/
+        folder = Path(self.project.path) / UPLOAD_STAGING / str(time.time_ns())
+        staged: list[tuple[str, Path]] = []
+        try:
+            for k, f in enumerate(files):
+                name = str(f.get("name") or f"upload-{k}")
+                base = Path(name).name
+                path = folder / str(k) / (base if base not in ("", ".", "..") else f"upload-{k}")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with path.open("wb") as fh:
+                    fh.write(f["content"])  # a memoryview: written without a copy
+                staged.append((name, path))
+            self.upload.value = ()  # the widget no longer holds the files' bytes
+            self.add_files(staged)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     # -- predicting ---------------------------------------------------------------------
     def start(self) -> Any:
@@ -209,10 +265,21 @@ class PredictPanel(JobPanel):
         if self.image is not None:
             self.project.clear_predictions(self.image.id)
 
+    def remove(self) -> None:
+        """Remove the shown image (with its predictions) from the project; the next one is shown."""
+        rec = self.image
+        if rec is None:
+            self._error("no image to remove")
+            return
+        self.project.remove_image(rec.id)
+        self.refresh_images()
+        self.status.value = info_html(f"removed {rec.name}")
+
     # -- threshold and drawing ----------------------------------------------------------
     def _on_slider(self, change: dict[str, Any]) -> None:
-        new = float(change["new"])
-        syncing = self._syncing_to is not None and abs(new - self._syncing_to) <= 1e-9
+        percent = float(change["new"])
+        new = percent / 100.0
+        syncing = self._syncing_to is not None and abs(percent - self._syncing_to) <= 1e-6
         if not syncing and abs(float(self.project.threshold) - new) > 1e-9:
             # only a person's move sets the project's threshold (it then stops
             # following the evaluations); emits "threshold", which redraws
@@ -238,10 +305,11 @@ class PredictPanel(JobPanel):
 
     def _follow_threshold(self) -> None:
         value = self._announced_threshold
-        if value is not None and abs(self.threshold.value - value) > 1e-9:
-            self._syncing_to = value  # following the project is not the user's choice
+        percent = None if value is None else to_percent(value)
+        if percent is not None and abs(self.threshold.value - percent) > 1e-6:
+            self._syncing_to = percent  # following the project is not the user's choice
             try:
-                self.threshold.value = value  # -> _on_slider -> redraw
+                self.threshold.value = percent  # -> _on_slider -> redraw
             finally:
                 self._syncing_to = None
             return
@@ -252,10 +320,10 @@ class PredictPanel(JobPanel):
         self._update_info()
 
     def predictions(self) -> Any:
-        """The shown image's stored predictions at the slider's threshold (Detections), or None."""
+        """The shown image's stored predictions at ``project.threshold`` (Detections), or None."""
         if self.image is None:
             return None
-        return self.project.predictions(self.image.id, threshold=float(self.threshold.value))
+        return self.project.predictions(self.image.id)
 
     def _draw_predictions(self, view: ImageView) -> None:
         det = self.predictions()
@@ -275,7 +343,7 @@ class PredictPanel(JobPanel):
             return
         self.info.value = (
             f"<b>{html.escape(rec.name)}</b> {rec.width} x {rec.height} px: "
-            f"{self.shown} boxes at threshold {self.threshold.value:.2f}"
+            f"{self.shown} boxes at threshold {to_percent(self.project.threshold):g} %"
         )
 
     # -- export ----------------------------------------------------------------------------
@@ -287,7 +355,7 @@ class PredictPanel(JobPanel):
         default = Path(self.project.path) / "exports" / f"predictions{suffix}"
         path = Path(path) if path is not None else default
         path.parent.mkdir(parents=True, exist_ok=True)
-        return Path(self.project.export_predictions(path, format=format, threshold=self.threshold.value))
+        return Path(self.project.export_predictions(path, format=format))
 
     def _export_bytes(self, format: str) -> tuple[str, bytes, str]:
         path = self.export(format=format)

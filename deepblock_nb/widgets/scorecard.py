@@ -82,7 +82,7 @@ class Scorecard(W.VBox):
             marks=[self.pr_lines],
             axes=[
                 bq.Axis(scale=self.x, label="recall"),
-                bq.Axis(scale=self.y, label="precision", orientation="vertical"),
+                bq.Axis(scale=self.y, label="precision", side="left"),
             ],
             title="Precision-recall (IoU 0.5)",
             legend_location="bottom-left",
@@ -106,7 +106,7 @@ class Scorecard(W.VBox):
             marks=[self.f1_lines, self.threshold_rule],
             axes=[
                 bq.Axis(scale=self.tx, label="confidence threshold"),
-                bq.Axis(scale=self.ty, label="score", orientation="vertical"),
+                bq.Axis(scale=self.ty, label="score", side="left"),
             ],
             title="F1 against the threshold (IoU 0.5)",
             legend_location="bottom-left",

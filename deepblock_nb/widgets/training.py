@@ -216,8 +216,8 @@ class TrainingPanel(JobPanel):
             marks=[self.loss_line, self.score_line],
             axes=[
                 bq.Axis(scale=x, label="step"),
-                bq.Axis(scale=y_loss, label="loss", side="left", orientation="vertical"),
-                bq.Axis(scale=y_score, label="score", side="right", orientation="vertical"),
+                bq.Axis(scale=y_loss, label="loss", side="left"),
+                bq.Axis(scale=y_score, label="score", side="right"),
             ],
             title="Training",
             legend_location="top-right",

@@ -258,3 +258,12 @@ def test_header_follows_real_training_started_from_a_cell(tmp_path: Path) -> Non
     finally:
         app.close()
         p.close()
+
+
+def test_the_app_statistics_follow_the_image_predict_shows(wproject: dbn.Project) -> None:
+    app = App(wproject)
+    try:
+        assert app.predict.image is not None
+        assert app.statistics.image == app.predict.image.id
+    finally:
+        app.close()

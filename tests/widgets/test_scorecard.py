@@ -104,11 +104,14 @@ def test_statistics_follow_predictions_and_threshold(wproject: dbn.Project) -> N
     wproject.threshold = 0.5
     stats._throttle.flush()
     assert stats.totals.tolist() == [1, 0, 1]
-    assert list(stats.bars.x) == ["disc", "square", "triangle"] and list(stats.bars.y) == [1, 0, 1]
+    assert list(stats.bars.x) == ["disc", "square", "triangle"]
+    assert np.asarray(stats.bars.y)[-1].tolist() == [1, 0, 1]  # the bars of all predict images
     wproject.threshold = 0.1
     stats._throttle.flush()
     assert stats.totals.tolist() == [2, 0, 1]
-    assert big.name in stats.table.value
+    stats.image = big  # "this image" counts the image given
+    stats._throttle.flush()
+    assert f"this image = {big.name}" in stats.children[0].value
 
 
 def test_scorecard_plots_f1_against_the_threshold_and_explains_each_figure() -> None:
