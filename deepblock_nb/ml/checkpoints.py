@@ -4,7 +4,10 @@ A checkpoint is a dict: ``model_state``, ``preset`` (str), ``preset_options``
 (dict), ``category_ids`` (list[int]; label ``i + 1`` is ``category_ids[i]``),
 ``tile_size`` (int, the model's input side in pixels), ``epoch`` (epochs
 completed), ``global_step``, ``best_score``, ``optimizer_state``,
-``scheduler_state``, ``config`` (dict) and ``history`` (list of row dicts).
+``scheduler_state``, ``config`` (dict) and ``history`` (list of row dicts). When
+the run averages its weights (``TrainConfig.ema``), ``model_state`` is the average
+(what predicts) and ``train_state`` the trained weights a resume continues from,
+with ``average_updates`` the steps averaged so far.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ The default recipe: AdamW (weight decay 1e-4), the preset's learning rate
 (2e-3 for the small preset from scratch, 1e-3 on an ImageNet MobileNet, 2e-4 for
 the ResNet-50 detectors), linear warm-up over the first steps, flips, scale
 jitter and colour jitter, gradient clipping at 10, tiles without boxes at 0.25
-per tile with boxes, and mixed precision on CUDA. The model sees every tile at
+per tile with boxes, and mixed precision on CUDA. The weights scored, kept and
+predicted with are a moving average of the trained ones (half-life one epoch,
+:mod:`deepblock_nb.ml._ema`): steadier than the last step's, and better scoring. The model sees every tile at
 one magnification chosen from the labelled box sizes (small objects enlarged,
 large ones reduced; :mod:`deepblock_nb.ml._input`), with SSD anchors sized to
 those boxes; prediction uses the same magnification.
@@ -39,6 +41,7 @@ import torch
 from torch import nn
 
 from deepblock_nb.errors import ModelError
+from deepblock_nb.ml._ema import WeightAverage
 from deepblock_nb.ml._input import anchor_sizes, box_sides, choose_input_scale
 from deepblock_nb.ml._loader import ThreadLoader
 from deepblock_nb.ml._score import score_model
@@ -106,6 +109,9 @@ class TrainConfig:
         seed: makes sampling and augmentation repeatable.
         grad_clip: largest gradient norm.
         min_visible: a box belongs to a tile when this fraction of it is inside.
+        ema: half-life, in epochs, of the moving average of the weights that is
+            scored each epoch, saved as the model (``best.pt``, ``last.pt``'s
+            ``model_state``) and predicts; None or 0: the last weights themselves.
     """
 
     epochs: int | None = None
@@ -123,6 +129,7 @@ class TrainConfig:
     seed: int = 0
     grad_clip: float = 10.0
     min_visible: float = 0.5
+    ema: float | None = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -164,6 +171,7 @@ class TrainState:
     steps_per_epoch: int = 1
     schedule: Schedule | None = None
     box_size: float | None = None  # 95th percentile of the boxes' longer side, image pixels
+    average: WeightAverage | None = None  # the weights scored, saved as the model and predicted with
     _stop: bool = False
 
     def request_stop(self) -> None:
@@ -193,8 +201,15 @@ class TrainState:
 
     def checkpoint(self) -> dict[str, Any]:
         """A resumable checkpoint of this moment (see :mod:`deepblock_nb.ml.checkpoints`)."""
+        def cpu(module: nn.Module) -> dict[str, torch.Tensor]:
+            return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+        extra: dict[str, Any] = {}
+        if self.average is not None:  # the average is the model; the trained weights resume
+            extra = {"train_state": cpu(self.model), "average_updates": self.average.updates}
         return {
-            "model_state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            **extra,
+            "model_state": cpu(self.average.module if self.average is not None else self.model),
             "preset": self.built.preset,
             "preset_options": dict(self.built.options),
             "category_ids": list(self.category_ids),
@@ -414,6 +429,11 @@ def train_detector(
         state.best_score = float(ckpt.get("best_score", -1.0))
         state.best_select = float(ckpt.get("best_select", state.best_score))
         state.history = list(ckpt.get("history") or [])
+    if cfg.ema:  # from the model as built (a resumed run: its saved average)
+        updates = int(ckpt.get("average_updates", 0)) if ckpt else 0
+        state.average = WeightAverage(net, float(cfg.ema) * steps_per_epoch, updates=updates)
+    if ckpt and ckpt.get("train_state") is not None:
+        net.load_state_dict(ckpt["train_state"])  # training goes on from the trained weights
 
     hooks: list[Callback] = [
         HistoryCallback(job, history_sink),
@@ -481,6 +501,8 @@ def train_detector(
                 scaler.update()
                 step_lr = optimizer.param_groups[0]["lr"]
                 scheduler.step()
+                if state.average is not None:
+                    state.average.update(net)
                 state.global_step += 1
                 state.steps_done += 1
                 n_images += len(images)
@@ -500,7 +522,7 @@ def train_detector(
                 break
             train_seconds = time.perf_counter() - t0
             score = score_model(
-                net,
+                state.average.module if state.average is not None else net,
                 score_ds,
                 dev,
                 batch_size=cfg.batch_size,

@@ -291,3 +291,69 @@ def test_plateau_cooldown(scores: list[float], min_epochs: int, ends_after: int 
     assert ended == ends_after
     if ends_after is not None:
         assert state.early_stopped and state.ended_in == 2  # the decay: at least min_cooldown epochs
+
+
+class Weights(Callback):
+    """The trained weights after the first step and at the end, and the averaged ones at the end."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, torch.Tensor] | None = None
+        self.trained: dict[str, torch.Tensor] = {}
+        self.average: dict[str, torch.Tensor] | None = None
+
+    def on_batch_end(self, state, row) -> None:  # type: ignore[no-untyped-def]
+        if self.first is None:
+            self.first = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
+
+    def on_train_end(self, state, status, error) -> None:  # type: ignore[no-untyped-def]
+        self.trained = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
+        if state.average is not None:
+            self.average = {k: v.detach().clone() for k, v in state.average.module.state_dict().items()}
+
+
+def test_the_saved_model_is_the_weight_average_and_resume_trains_the_trained_weights(
+    shapes_dir: list[Any], tmp_path: Path
+) -> None:
+    items = _items(shapes_dir[:8], grid=2)
+    run = tmp_path / "run"
+    seen = Weights()
+    train_detector(
+        StandIn(), items, [1, 2], run, config=TrainConfig(epochs=2, **FAST), model="small", callbacks=[seen]
+    )
+    ckpt = load_checkpoint(run / "last.pt")
+    assert seen.average is not None and ckpt["average_updates"] == ckpt["global_step"] > 1
+    key = next(k for k, v in seen.trained.items() if v.is_floating_point() and v.numel() > 100)
+    assert torch.equal(ckpt["model_state"][key], seen.average[key])  # what predicts: the average
+    assert torch.equal(ckpt["train_state"][key], seen.trained[key])  # what a resume trains on
+    assert not torch.equal(seen.average[key], seen.trained[key])
+    # resumed, the first step starts from the trained weights, not from the average
+    resumed = Weights()
+    train_detector(
+        StandIn(),
+        items,
+        [1, 2],
+        run,
+        config=TrainConfig(epochs=1, **FAST),
+        resume_from=run / "last.pt",
+        callbacks=[resumed],
+    )
+    assert resumed.first is not None
+    moved = (resumed.first[key] - seen.trained[key]).abs().max()
+    from_average = (resumed.first[key] - seen.average[key]).abs().max()
+    assert moved < from_average  # one step away from the trained weights
+    after = load_checkpoint(run / "last.pt")
+    assert after["average_updates"] == after["global_step"]
+    # without averaging the saved model is the trained weights themselves
+    plain = Weights()
+    train_detector(
+        StandIn(),
+        items,
+        [1, 2],
+        tmp_path / "plain",
+        config=TrainConfig(epochs=1, ema=None, **FAST),
+        model="small",
+        callbacks=[plain],
+    )
+    ck = load_checkpoint(tmp_path / "plain" / "last.pt")
+    assert "train_state" not in ck and plain.average is None
+    assert torch.equal(ck["model_state"][key], plain.trained[key])
