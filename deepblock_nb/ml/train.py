@@ -201,6 +201,7 @@ class TrainState:
 
     def checkpoint(self) -> dict[str, Any]:
         """A resumable checkpoint of this moment (see :mod:`deepblock_nb.ml.checkpoints`)."""
+
         def cpu(module: nn.Module) -> dict[str, torch.Tensor]:
             return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
