@@ -3,16 +3,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from deepblock_nb.core.boxes import clip_boxes, valid_boxes
-from deepblock_nb.errors import AnnotationError, ArgumentError, CategoryError, DeepBlockError
-from deepblock_nb.store import SPLITS
+from deepblock_nb.errors import (
+    AnnotationError,
+    ArgumentError,
+    ArgumentTypeError,
+    CategoryError,
+    DeepBlockError,
+    RecordNotFoundError,
+)
+from deepblock_nb.store import SPLITS, Category, ImageRecord
 
-__all__ = ["box_array", "check_color", "check_name", "check_split", "check_threshold", "clip_checked"]
+__all__ = [
+    "box_array",
+    "category_id_array",
+    "check_color",
+    "check_name",
+    "check_split",
+    "check_threshold",
+    "clip_checked",
+    "tile_window",
+]
 
 
 def check_split(split: str) -> str:
@@ -85,3 +102,58 @@ def clip_checked(
             f"({image_wh[0]} x {image_wh[1]} pixels)"
         )
     return clipped, (clipped != boxes).any(axis=1)
+
+
+def category_id_array(
+    categories: Any, n: int, known: Sequence[Category], one: Callable[[Any], Category]
+) -> np.ndarray:
+    """``(n,)`` category ids of one category (``one`` looks it up) or ``(len(categories),)`` of a
+    list of records, ids or names among ``known``; an unknown one is a RecordNotFoundError."""
+    if isinstance(categories, (Category, int, str, np.integer)):
+        return np.full(n, one(categories).id, np.int64)
+    lookup = {c.name: c.id for c in known}
+    ids = {c: c for c in lookup.values()}
+    out = np.empty(len(categories), np.int64)
+    for i, c in enumerate(categories):
+        if isinstance(c, Category):
+            c = c.id
+        key = ids.get(int(c)) if isinstance(c, (int, np.integer)) else lookup.get(str(c))
+        if key is None:
+            raise RecordNotFoundError(f"no category {c!r} in this project")
+        out[i] = key
+    return out
+
+
+def tile_window(rec: ImageRecord, tile: Any) -> tuple[int, int, int, int]:
+    """The window ``(x, y, w, h)`` of tile ``tile`` of the image's grid: an index into
+    ``project.tiles(rec)`` (row-major) or a ``(row, col)`` pair."""
+    if rec.grid is None:
+        raise ArgumentError(
+            f"image {rec.name!r} has no grid: divide it first (project.set_grid), "
+            "or mark the whole image with project.set_reviewed(image)"
+        )
+    rows, cols = rec.grid.rows, rec.grid.cols
+
+    def whole(v: Any) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    if whole(tile):
+        index = int(tile)
+        if not 0 <= index < rows * cols:
+            raise ArgumentError(
+                f"image {rec.name!r} has {rows * cols} tiles ({rows} x {cols}); tile {index} is not one "
+                f"(0 to {rows * cols - 1})"
+            )
+    elif isinstance(tile, tuple) and len(tile) == 2 and all(whole(v) for v in tile):
+        row, col = (int(v) for v in tile)
+        if not (0 <= row < rows and 0 <= col < cols):
+            raise ArgumentError(
+                f"image {rec.name!r} has a {rows} x {cols} grid; tile (row, col) {(row, col)} is outside it"
+            )
+        index = row * cols + col
+    else:
+        raise ArgumentTypeError(
+            f"a tile is an index into project.tiles(image) or a (row, col) tuple of ints, not {tile!r}"
+        )
+    x, y, w, h = (int(v) for v in rec.windows()[index])
+    return x, y, w, h

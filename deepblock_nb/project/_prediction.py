@@ -30,6 +30,7 @@ from deepblock_nb.store import ImageRecord
 if TYPE_CHECKING:
     import pandas as pd
 
+    from deepblock_nb.core.detections import Detections
     from deepblock_nb.core.metrics import ErrorAnalysis, EvaluationReport
     from deepblock_nb.jobs import Job
     from deepblock_nb.ml.checkpoints import LoadedModel
@@ -205,9 +206,11 @@ class Prediction:
                 "no images in the evaluate split: add labelled images with "
                 "project.add_image(path, split='evaluate') (or import annotations with split='evaluate')"
             )
-        truth = {rec.id: self._p.annotations(rec) for rec in records}
-        # labelled, or reviewed without boxes (a true negative); others may not be labelled yet
-        labelled = [rec for rec in records if len(truth[rec.id]) or rec.reviewed]
+        regions = self._reviewed_regions(records)
+        truth = {rec.id: _within(self._p.annotations(rec), regions.get(rec.id)) for rec in records}
+        # labelled, reviewed (maybe without boxes: a true negative) or with reviewed tiles (counted
+        # only inside them); others may not be labelled yet
+        labelled = [rec for rec in records if len(truth[rec.id]) or rec.reviewed or rec.id in regions]
         if not any(len(truth[rec.id]) for rec in labelled):
             raise ArgumentError(
                 f"none of the {len(records)} evaluate images has boxes: label them (project.add_box) "
@@ -232,13 +235,17 @@ class Prediction:
                 raise JobError(f"evaluation needs every labelled image, but {name} failed: {exc}") from exc
             if stopped:
                 return
-            preds = [self._store.predictions.of_image(rec.id, run_id) for rec in labelled]
+            preds = [
+                _within(self._store.predictions.of_image(rec.id, run_id), regions.get(rec.id))
+                for rec in labelled
+            ]
             report = evaluate(
                 [truth[rec.id] for rec in labelled], preds, at_threshold=threshold, categories=names
             )
             with self._store.write():  # the report and the threshold it suggests, together
+                scored = {str(i): w.tolist() for i, w in regions.items()}  # errors() reuses them
                 self._store.runs.save_evaluation(
-                    run_id, {**report.to_dict(), "image_ids": [r.id for r in labelled]}
+                    run_id, {**report.to_dict(), "image_ids": [r.id for r in labelled], "regions": scored}
                 )
                 self._p._set_evaluated_threshold(report.best_threshold)
                 self._p._emit("runs", action="evaluated", run=run_id, report=report)
@@ -252,6 +259,12 @@ class Prediction:
         return self._p._jobs.submit(
             "evaluate", work, description=f"evaluate run {run_id} on {len(labelled)} images"
         )
+
+    def _reviewed_regions(self, records: Sequence[ImageRecord]) -> dict[int, np.ndarray]:
+        """image id -> ``(R, 4)`` reviewed tile windows of the images Evaluate scores only inside
+        them: those with reviewed tiles and not reviewed as a whole."""
+        found = {rec.id: self._store.reviews.of_image(rec.id) for rec in records if not rec.reviewed}
+        return {i: w for i, w in found.items() if len(w)}
 
     def evaluations(self, run: int | None) -> list[EvaluationReport]:
         from deepblock_nb.core.metrics import EvaluationReport
@@ -280,9 +293,13 @@ class Prediction:
         known = {rec.id: rec for rec in self._p.images()}
         # images removed since the evaluation are left out
         records = [known[int(i)] for i in newest["report"].get("image_ids", []) if int(i) in known]
+        regions = {int(k): np.asarray(v) for k, v in (newest["report"].get("regions") or {}).items()}
         found = errors(
-            [self._p.annotations(rec) for rec in records],
-            [self._store.predictions.of_image(rec.id, run_id) for rec in records],
+            [_within(self._p.annotations(rec), regions.get(rec.id)) for rec in records],
+            [
+                _within(self._store.predictions.of_image(rec.id, run_id), regions.get(rec.id))
+                for rec in records
+            ],
             threshold=t,
             iou_threshold=report.iou_threshold,
             categories={c.id: c.name for c in self._p.categories},
@@ -367,3 +384,10 @@ def _check_batch_size(batch_size: int | None) -> None:
         isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1
     ):
         raise ArgumentError(f"batch_size is a whole number of at least 1 (or None), got {batch_size!r}")
+
+
+def _within(det: Detections, regions: np.ndarray | None) -> Detections:
+    """The boxes of ``det`` centred inside one of ``regions`` (``(R, 4)`` x, y, w, h); all when None."""
+    from deepblock_nb.store.reviews import centres_inside
+
+    return det if regions is None else det[centres_inside(det.xyxy, regions)]

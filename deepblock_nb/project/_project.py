@@ -33,11 +33,13 @@ from deepblock_nb.jobs import Job, JobQueue
 from deepblock_nb.project._annotations import AnnotationIO, ImportReport
 from deepblock_nb.project._checks import (
     box_array,
+    category_id_array,
     check_color,
     check_name,
     check_split,
     check_threshold,
     clip_checked,
+    tile_window,
 )
 from deepblock_nb.project._prediction import Prediction
 from deepblock_nb.project._training import Training
@@ -209,21 +211,6 @@ class Project:
             if n:
                 self._emit("annotations", action="deleted", image=None, ids=None)
 
-    def _category_ids(self, categories: Sequence[CategoryLike] | CategoryLike, n: int) -> np.ndarray:
-        if isinstance(categories, (Category, int, str, np.integer)):
-            return np.full(n, self.category(categories).id, np.int64)
-        lookup = {c.name: c.id for c in self.categories}
-        ids = {c: c for c in lookup.values()}
-        out = np.empty(len(categories), np.int64)
-        for i, c in enumerate(categories):
-            if isinstance(c, Category):
-                c = c.id
-            key = ids.get(int(c)) if isinstance(c, (int, np.integer)) else lookup.get(str(c))
-            if key is None:
-                raise RecordNotFoundError(f"no category {c!r} in this project")
-            out[i] = key
-        return out
-
     # -- images ---------------------------------------------------------------
     def images(self, split: str | None = None) -> list[ImageRecord]:
         """The project's images, optionally of one split, in the order they were added."""
@@ -308,19 +295,33 @@ class Project:
         self._emit("images", action="split", images=[new])
         return new
 
-    def set_reviewed(self, image: ImageLike, reviewed: bool = True) -> ImageRecord:
-        """Mark an image done (``reviewed=True``): its boxes, even none, are all the
-        objects it holds. A reviewed image without boxes is a true negative: its
-        tiles train as background and Evaluate counts boxes predicted on it as false
-        positives. Images neither reviewed nor labelled are left out of both (they
-        may simply not be labelled yet)."""
+    def set_reviewed(self, image: ImageLike, reviewed: bool = True, tile: Any = None) -> ImageRecord:
+        """Mark an image done (``reviewed=True``; False unmarks): its boxes, even none, are all the
+        objects it holds. A reviewed image without boxes is a true negative: its tiles train as
+        background and Evaluate counts boxes predicted on it as false positives. Images neither reviewed
+        nor labelled are left out of both (they may simply not be labelled yet).
+
+        ``tile`` marks one tile of the grid instead (ArgumentError without a grid or out of range): an
+        index into :meth:`tiles` (row-major) or ``(row, col)``, stored as its window
+        (:meth:`reviewed_tiles`), so it keeps its meaning when the grid changes. Until the whole image is
+        reviewed, training reads only its tiles holding boxes and those inside reviewed tiles, and
+        Evaluate scores it only inside its reviewed tiles (boxes centred there). Event: "images",
+        action "tile_reviewed"."""
         if not isinstance(reviewed, bool):
             raise ArgumentError(f"reviewed is True or False, not {reviewed!r}")
         rec = self.image(image)
-        self._store.images.set_reviewed(rec.id, reviewed)
+        if tile is None:
+            self._store.images.set_reviewed(rec.id, reviewed)
+        else:
+            self._store.reviews.set(rec.id, tile_window(rec, tile), reviewed)
         new = self.image(rec.id)
-        self._emit("images", action="reviewed", images=[new])
+        self._emit("images", action="reviewed" if tile is None else "tile_reviewed", images=[new])
         return new
+
+    def reviewed_tiles(self, image: ImageLike) -> list[tuple[int, int, int, int]]:
+        """Windows ``(x, y, w, h)`` (image pixels) of the image's reviewed tiles, top to bottom."""
+        windows = self._store.reviews.of_image(self.image(image).id)
+        return [tuple(int(v) for v in w) for w in windows]  # type: ignore[misc]
 
     def open_image(self, image: ImageLike, cache_bytes: int | None = None) -> ImageSource:
         """The image's pixels through a bounded-memory reader (derived caches under cache/).
@@ -367,7 +368,7 @@ class Project:
             raise ArgumentError(f"a box's source is a non-empty string, not {source!r}")
         rec = self.image(image)
         boxes, _ = clip_checked(box_array(xyxy, "boxes").reshape(-1, 4), rec.image_wh, f"image {rec.name!r}")
-        cat_ids = self._category_ids(categories, len(boxes))
+        cat_ids = category_id_array(categories, len(boxes), self.categories, self.category)
         if len(cat_ids) != len(boxes):
             raise ArgumentError(f"got {len(cat_ids)} categories for {len(boxes)} boxes")
         ids = self._store.annotations.add(rec.id, cat_ids, boxes, source=source.strip())
@@ -499,7 +500,7 @@ class Project:
         before it started leaves its run "stopped".
 
         Images of the train split without boxes train only when marked reviewed (:meth:`set_reviewed`, true
-        negatives); others may not be labelled yet.
+        negatives), or in their reviewed tiles; others may not be labelled yet.
 
         The training score is mAP@0.5 measured each epoch on a fixed held-out part of the labelled train
         images (whole images; the history's ``score_on`` column says what), and ``best.pt`` is the best epoch
@@ -587,8 +588,8 @@ class Project:
         the evaluation started. The report is stored with the run (``project.evaluations(run)``), and its
         ``best_threshold`` becomes ``project.threshold`` unless the user has set one (a "threshold" event says
         so when it moves). Evaluate images without boxes are left out unless marked reviewed
-        (:meth:`set_reviewed`: then boxes predicted there count as false positives). ``model``: as for
-        :meth:`predict`.
+        (:meth:`set_reviewed`: boxes predicted there are false positives); one with reviewed tiles only
+        counts inside them. ``model``: as for :meth:`predict`.
 
         Raises:
             ArgumentError: no evaluate images, or none with boxes.

@@ -141,18 +141,31 @@ class Training:
         return more
 
     def _tile_items(self, split: str, category_ids: list[int]) -> list[TileItem]:
+        """The training tiles of ``split``'s images (grid windows, image pixels).
+
+        Every tile of an image reviewed as a whole, or of one with boxes and no reviewed tiles.
+        An image with reviewed tiles and not reviewed as a whole gives only its tiles that hold
+        (overlap) a box and those inside a reviewed tile's window (``store.reviews.windows_inside``):
+        its other empty tiles may not be labelled yet. Images without either are left out.
+        """
         import numpy as np
 
         from deepblock_nb.ml.data import TileItem
+        from deepblock_nb.store.reviews import windows_inside
 
         items = []
         for rec in self._p.images(split=split):
             det = self._p.annotations(rec)
-            if not len(det) and not rec.reviewed:
-                continue  # never labelled: its objects must not train as background
+            windows = rec.windows()  # [T,4] x, y, w, h
+            if not rec.reviewed:
+                reviewed = self._p._store.reviews.of_image(rec.id)
+                if len(reviewed):
+                    windows = windows[_holding(windows, det.xyxy) | windows_inside(windows, reviewed)]
+                elif not len(det):
+                    continue  # never labelled: its objects must not train as background
             keep = np.isin(det.class_id, category_ids)
             xyxy, cids = det.xyxy[keep], det.class_id[keep]
-            for window in rec.windows():
+            for window in windows:
                 x, y, w, h = (int(v) for v in window)
                 items.append(TileItem(Path(rec.path), (x, y, w, h), xyxy, cids, (rec.width, rec.height)))
         return items
@@ -224,3 +237,14 @@ class Training:
             if status == "failed":
                 self._runs.update(run_id, status="failed", finished=True)
             self._p._emit("runs", action="ended", run=run_id, report=None)
+
+
+def _holding(windows: Any, xyxy: Any) -> Any:
+    """``(T,)`` whether each window ``x, y, w, h`` overlaps one of the boxes ``(N, 4)`` xyxy by some area."""
+    import numpy as np
+
+    win = np.asarray(windows, np.float64).reshape(-1, 4)
+    b = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    lo = np.maximum(win[:, None, :2], b[None, :, :2])  # [T,N,2]
+    hi = np.minimum(win[:, None, :2] + win[:, None, 2:], b[None, :, 2:])  # [T,N,2]
+    return np.any(np.all((hi - lo) > 0, axis=2), axis=1)

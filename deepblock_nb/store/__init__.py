@@ -15,6 +15,7 @@ from deepblock_nb.store.events import TOPICS, Events
 from deepblock_nb.store.images import Images, StagedImage
 from deepblock_nb.store.predictions import Predictions
 from deepblock_nb.store.records import SPLITS, Category, Grid, ImageRecord
+from deepblock_nb.store.reviews import Reviews
 from deepblock_nb.store.runs import RUN_STATUSES, Runs
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "Images",
     "ImportedBox",
     "Predictions",
+    "Reviews",
     "Runs",
     "StagedImage",
     "Store",
@@ -45,6 +47,7 @@ class Store:
         self.db = db
         self.categories = Categories(db)
         self.images = Images(db, root)
+        self.reviews = Reviews(db)
         self.annotations = Annotations(db)
         self.runs = Runs(db)
         self.predictions = Predictions(db)

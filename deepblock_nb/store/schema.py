@@ -99,6 +99,19 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE images ADD COLUMN reviewed REAL;
     """,
+    # 3 -> 4: tiles of an image a user has reviewed, kept as their windows (image
+    # pixels) so that they keep their meaning when the grid changes.
+    """
+    CREATE TABLE reviewed_tiles (
+        image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        x INTEGER NOT NULL CHECK (x >= 0),
+        y INTEGER NOT NULL CHECK (y >= 0),
+        w INTEGER NOT NULL CHECK (w > 0),
+        h INTEGER NOT NULL CHECK (h > 0),
+        reviewed REAL NOT NULL,
+        PRIMARY KEY (image_id, x, y, w, h)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

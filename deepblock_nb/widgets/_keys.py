@@ -9,7 +9,8 @@ __all__ = ["SHORTCUTS", "on_key"]
 SHORTCUTS = (
     "keys (click the image first; click outside it to give the keys back to the notebook): "
     "d draw &middot; s select &middot; h pan &middot; 1-9 category (relabels the selected box) &middot; "
-    "Delete/Backspace delete &middot; Esc cancel/deselect &middot; n/&rarr; next &middot; p/&larr; previous &middot; "
+    "Delete/Backspace delete &middot; Esc cancel/deselect &middot; t tile under the pointer done/not done &middot; "
+    "n/&rarr; next &middot; p/&larr; previous &middot; "
     "Ctrl+Z undo &middot; Ctrl+Shift+Z/Ctrl+Y redo &middot; +/- zoom &middot; 0/f fit"
 )
 
@@ -39,6 +40,8 @@ def on_key(lab: Any, key: str, shift: bool = False, ctrl: bool = False, meta: bo
             lab.category.value = ids[int(key) - 1]  # relabels a selected box in select mode
     elif key in ("d", "s", "h"):
         lab.mode.value = {"d": "draw", "s": "select", "h": "pan"}[key]
+    elif key == "t":
+        lab.tiles_review.toggle()  # the tile under the pointer
     elif key in ("ArrowRight", "n"):
         lab.step(1)
     elif key in ("ArrowLeft", "p", "b"):

@@ -17,6 +17,7 @@ from deepblock_nb.widgets._editor import MANUAL_SOURCE, Editor, ShownIndex
 from deepblock_nb.widgets._history import History
 from deepblock_nb.widgets._imageview import MODES, ImageView, Point
 from deepblock_nb.widgets._keys import SHORTCUTS, on_key
+from deepblock_nb.widgets._tilereview import TileReview
 from deepblock_nb.widgets._util import DRAW_LOCK, Subscriptions, Throttle, error_html, guarded, info_html
 from deepblock_nb.widgets._viewport import box_from_drag, convert, handle_at, hit_test, resize_box
 
@@ -41,6 +42,8 @@ class Labeler(W.VBox):
     resize it; Delete removes it; choosing another category recolours it), *pan*
     (drag to move the view). The mouse wheel and the +/- buttons zoom; "fit" shows
     the whole image. Keys (while the canvas has the focus): see :data:`SHORTCUTS`.
+    With the grid shown, reviewed tiles are outlined in green with a check mark; key
+    "t" toggles the tile under the pointer, ``tile_done`` the one at the view centre.
 
     Below the image, ``box_list`` lists the shown boxes a page at a time (a click on
     a row selects the box and centres the view on it); ``toggles`` hide boxes, all
@@ -125,6 +128,8 @@ class Labeler(W.VBox):
             tooltip="this image is fully labelled (with no boxes: a true negative for training and Evaluate)",
             layout=W.Layout(width="70px"),
         )
+        self.tiles_review = TileReview(self)
+        self.tile_done = self.tiles_review.checkbox
         self.review_filter = W.Dropdown(
             options=[("any image", "any"), ("not done", "todo"), ("done", "done")],
             value="any",
@@ -163,9 +168,8 @@ class Labeler(W.VBox):
         ):
             self._subs.add(project.on(topic, handler))
 
-        toolbar = W.HBox(
-            [self.split, self.review_filter, self.image_list, self.prev_button, self.next_button, self.done]
-        )
+        nav = [self.split, self.review_filter, self.image_list, self.prev_button, self.next_button]
+        toolbar = W.HBox([*nav, self.done, self.tile_done])
         tools = W.HBox(
             [
                 self.mode,
@@ -285,6 +289,7 @@ class Labeler(W.VBox):
         self.box_list.reset()
         self._list_boxes()
         self.view.show(image_id)
+        self.tiles_review.reload()
         self._sync_done()
         self._update_info()
 
@@ -304,8 +309,11 @@ class Labeler(W.VBox):
         self.view.image = self.project.set_reviewed(self.image, bool(change["new"]))
 
     # -- project events (any thread): only queue a redraw on the UI thread --------------
-    def _on_images(self, topic: str, **payload: Any) -> None:
+    def _on_images(self, topic: str, action: str = "", images: Any = (), **payload: Any) -> None:
         self._images_throttle()
+        shown = self.image
+        if action == "tile_reviewed" and shown is not None and shown.id in [r.id for r in images]:
+            self._grid_throttle()  # its reviewed tiles changed: outlines and "tile done"
 
     def _on_categories(self, topic: str, **payload: Any) -> None:
         self._categories_throttle()
@@ -331,6 +339,7 @@ class Labeler(W.VBox):
     def _refresh_grid(self) -> None:
         if self.image is not None:
             self.view.refresh_record()
+            self.tiles_review.reload()
             self.view.redraw_overlay()
             self._update_info()
 
@@ -354,6 +363,7 @@ class Labeler(W.VBox):
     def _draw_overlay(self, view: ImageView) -> None:
         if self.show_grid.value and self.image is not None and self.image.grid is not None:
             view.stroke_grid(self.project.tiles(self.image.id))
+            self.tiles_review.draw(view)
         det = self._shown()
         if det is not None and len(det.xyxy):
             colors, names = self._luts
@@ -648,6 +658,7 @@ class Labeler(W.VBox):
 
     # -- status ------------------------------------------------------------------------------
     def _update_info(self) -> None:
+        self.tiles_review.sync()
         rec, vp = self.image, self.view.viewport
         if rec is None or vp is None:
             self.info.value = info_html("no image: add images to the project first")
