@@ -143,7 +143,7 @@ class Project:
         return self._db.schema_version
 
     def app(self) -> Any:
-        """The whole workbench in one widget: Preprocess, Divide, Train, Evaluate, Predict."""
+        """The whole workbench in one widget: TRAIN (Preprocess, Divide, Train), EVALUATE, PREDICT."""
         # imported by name: the widgets layer sits above the project
         return importlib.import_module("deepblock_nb.widgets").App(self)
 
