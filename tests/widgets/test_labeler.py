@@ -263,3 +263,26 @@ def test_boxes_are_stroked_in_their_category_colours(
     drawn = dict(strokes[: len(expected)])
     assert drawn == expected
     assert strokes[-1] == ("#ffff00", 1)
+
+
+def test_the_labeler_labels_the_evaluate_split_with_its_grid_drawn(
+    wproject: dbn.Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = wproject.add_image(np.full((240, 320, 3), 90, np.uint8), name="held.png", split="evaluate")
+    wproject.set_grid(rec, 2, 2)
+    lab = Labeler(wproject, split="evaluate")
+    grids: list[list[tuple[int, int, int, int]]] = []
+    real = lab.view.stroke_grid
+    monkeypatch.setattr(
+        lab.view, "stroke_grid", lambda tiles, *a, **k: grids.append(list(tiles)) or real(tiles, *a, **k)
+    )
+    try:
+        assert lab.image is not None and lab.image.id == rec.id
+        assert [i for _, i in lab.image_list.options] == [rec.id]  # only evaluate images are listed
+        lab.view.redraw_overlay()
+        assert grids and sorted(map(tuple, grids[-1])) == sorted(map(tuple, wproject.tiles(rec)))
+        drag(lab.view.canvas, (40, 40), (160, 120))  # a box drawn on the evaluate image is stored there
+        assert len(wproject.annotations(rec)) == 1
+        assert wproject.image(rec).split == "evaluate"
+    finally:
+        lab.close()
