@@ -4,9 +4,9 @@ The default recipe: AdamW (weight decay 1e-4), the preset's learning rate
 (2e-3 for the small preset from scratch, 1e-3 on an ImageNet MobileNet, 2e-4 for
 the ResNet-50 detectors), linear warm-up over the first steps, flips, scale
 jitter and colour jitter, gradient clipping at 10, tiles without boxes at 0.25
-per tile with boxes, and mixed precision on CUDA. The weights scored, kept and
-predicted with are a moving average of the trained ones (half-life one epoch,
-:mod:`deepblock_nb.ml._ema`): steadier than the last step's, and better scoring. The model sees every tile at
+per tile with boxes, and mixed precision on CUDA. ``ema=1`` scores, keeps and
+predicts with a moving average of the trained weights instead
+(:mod:`deepblock_nb.ml._ema`). The model sees every tile at
 one magnification chosen from the labelled box sizes (small objects enlarged,
 large ones reduced; :mod:`deepblock_nb.ml._input`), with SSD anchors sized to
 those boxes; prediction uses the same magnification.
@@ -109,9 +109,12 @@ class TrainConfig:
         seed: makes sampling and augmentation repeatable.
         grad_clip: largest gradient norm.
         min_visible: a box belongs to a tile when this fraction of it is inside.
-        ema: half-life, in epochs, of the moving average of the weights that is
+        ema: half-life, in epochs, of a moving average of the weights that is then
             scored each epoch, saved as the model (``best.pt``, ``last.pt``'s
-            ``model_state``) and predicts; None or 0: the last weights themselves.
+            ``model_state``) and predicts; None or 0 (the default): the trained
+            weights themselves. The average scores higher while the rate is at its
+            peak (a run stopped or capped early) and the same after the final decay,
+            but lags a model that is still improving fast when the run ends.
     """
 
     epochs: int | None = None
@@ -129,7 +132,7 @@ class TrainConfig:
     seed: int = 0
     grad_clip: float = 10.0
     min_visible: float = 0.5
-    ema: float | None = 1.0
+    ema: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

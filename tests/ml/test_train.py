@@ -318,7 +318,13 @@ def test_the_saved_model_is_the_weight_average_and_resume_trains_the_trained_wei
     run = tmp_path / "run"
     seen = Weights()
     train_detector(
-        StandIn(), items, [1, 2], run, config=TrainConfig(epochs=2, **FAST), model="small", callbacks=[seen]
+        StandIn(),
+        items,
+        [1, 2],
+        run,
+        config=TrainConfig(epochs=2, ema=1.0, **FAST),
+        model="small",
+        callbacks=[seen],
     )
     ckpt = load_checkpoint(run / "last.pt")
     assert seen.average is not None and ckpt["average_updates"] == ckpt["global_step"] > 1
