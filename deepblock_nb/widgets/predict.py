@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ class PredictPanel(JobPanel):
     ) -> None:
         self.project = project
         self.job: Any = None
+        self._list_lock = threading.RLock()
         self.view = ImageView(project, width, height)
         self.view.mode = "pan"
         self.view.overlay = self._draw_predictions
@@ -157,6 +159,11 @@ class PredictPanel(JobPanel):
         return self.view.image
 
     def refresh_images(self, select: int | None = None) -> None:
+        """Reload the image list, showing ``select`` (else keeping the shown image)."""
+        with self._list_lock:  # the UI thread's refresh and a capture or upload take turns
+            self._refresh_images(select)
+
+    def _refresh_images(self, select: int | None) -> None:
         records = self.project.images("predict")
         current = select if select is not None else self.image_list.value
         self.image_list.options = [(f"{r.name} ({r.width} x {r.height})", r.id) for r in records]

@@ -233,5 +233,6 @@ def test_camera_capture_adds_a_predict_image(session: Session) -> None:
     name, w, h = images[-1]
     assert name.startswith("webcam-") and name.endswith(".png") and w > 0 and h > 0
     s.page.locator("span", has_text=f"captured {w} x {h}").first.wait_for(timeout=20_000)
-    assert s.kernel.json("[panel.image.name, panel.webcam.frames]") == [name, 1]
+    shown = s.until_kernel(f"panel.image.name == {name!r} and panel.webcam.frames == 1", 10)
+    assert shown, s.kernel.json("[panel.image.name, panel.webcam.frames]")
     s.shot("06-captured")

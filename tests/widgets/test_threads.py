@@ -108,7 +108,7 @@ def test_events_from_a_worker_thread_update_the_widgets_on_the_ui_thread(
     assert "star" in [o[0] for o in app.labeler.category.options]
     assert "grid 2 x 2" in app.labeler.info.value and "2 x 2 grid" in app.tiling.status.value
     assert "new.png" in [o[0].split(" (")[0] for o in app.labeler.image_list.options]
-    assert np.isclose(app.predict.threshold.value, 0.3) and app.predict.shown == 1
+    assert np.isclose(app.predict.threshold.value, 30) and app.predict.shown == 1
     assert app.statistics.totals.tolist()[0] == 1
     assert "finished" in app.training.status.value
     # no thread per event, burst or widget: only the job queue's (idle, it ends after 5 s) is new
