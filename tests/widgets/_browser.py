@@ -38,6 +38,15 @@ RECORD_CANVASES = """
 """
 
 
+def require_browser() -> None:
+    """Skip the calling test unless Debian's Chromium and the playwright package are there."""
+    import pytest
+
+    if not CHROMIUM.is_file():
+        pytest.skip("no /usr/bin/chromium (apt-get install -y chromium)")
+    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+
+
 def write_notebook(path: Path, cells: list[str]) -> None:
     nb = {
         "cells": [

@@ -15,18 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests._jupyter import jupyter_lab
+from tests.widgets._browser import CHROMIUM, CHROMIUM_ARGS, require_browser, write_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 
 NOTEBOOK_CELLS = [
     "import numpy as np\n"
@@ -43,22 +34,10 @@ NOTEBOOK_CELLS = [
 
 @pytest.fixture
 def lab_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    if not CHROMIUM.is_file():
-        pytest.skip("no /usr/bin/chromium (apt-get install -y chromium)")
-    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    require_browser()
     root = tmp_path / "root"
     root.mkdir()
-    cells: list[dict[str, object]] = [
-        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": src}
-        for src in NOTEBOOK_CELLS
-    ]
-    nb = {
-        "cells": cells,
-        "nbformat": 4,
-        "nbformat_minor": 5,
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-    }
-    (root / "labeler.ipynb").write_text(json.dumps(nb))
+    write_notebook(root / "labeler.ipynb", NOTEBOOK_CELLS)
     with jupyter_lab(root, tmp_path) as base:
         yield base, root
 

@@ -36,6 +36,7 @@ from tests.widgets._browser import (
     Store,
     hex_rgb,
     overlay_canvas,
+    require_browser,
     write_notebook,
 )
 
@@ -128,9 +129,7 @@ def _run_cell(page: Any, index: int) -> None:
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
-    if not CHROMIUM.is_file():
-        pytest.skip("no /usr/bin/chromium (apt-get install -y chromium)")
-    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     work = tmp_path_factory.mktemp("browser_labeler")

@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from tests._jupyter import jupyter_lab
-from tests.widgets._browser import CHROMIUM, CHROMIUM_ARGS, Kernel, Store, write_notebook
+from tests.widgets._browser import CHROMIUM, CHROMIUM_ARGS, Kernel, Store, require_browser, write_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -81,9 +81,7 @@ class Session:
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
-    if not CHROMIUM.is_file():
-        pytest.skip("no /usr/bin/chromium (apt-get install -y chromium)")
-    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     work = tmp_path_factory.mktemp("browser_predict")

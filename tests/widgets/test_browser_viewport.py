@@ -6,7 +6,6 @@ Needs /usr/bin/chromium and the Python playwright package (never ``playwright in
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 import deepblock_nb as dbn
 from deepblock_nb.widgets._viewport import Viewport, convert, fit, pan, zoom_at
 from tests._jupyter import jupyter_lab
-from tests.widgets.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.widgets._browser import CHROMIUM, CHROMIUM_ARGS, require_browser, write_notebook
 from tests.widgets.test_imageview_tiles import BLOCK, SIDE, block_rgb, write_big_tiff, write_photo_tiff
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -58,9 +57,7 @@ PHOTO_STEPS = ["open", "zoom 1", "zoom 2", "pan"]  # photograph-like content: by
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    if not CHROMIUM.is_file():
-        pytest.skip("no /usr/bin/chromium (apt-get install -y chromium)")
-    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    require_browser()
     tmp = tmp_path_factory.mktemp("viewport")
     root = tmp / "root"
     root.mkdir()
@@ -71,17 +68,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     project.add_image(quad, name="quad.png")
     project.add_image(write_big_tiff(tmp / "big.tif"), copy=False, name="big.tif")
     project.add_image(write_photo_tiff(tmp / "photo.tif"), copy=False, name="photo.tif")
-    cells = [
-        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": src}
-        for src in CELLS
-    ]
-    nb = {
-        "cells": cells,
-        "nbformat": 4,
-        "nbformat_minor": 5,
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-    }
-    (root / "view.ipynb").write_text(json.dumps(nb))
+    write_notebook(root / "view.ipynb", CELLS)
     with jupyter_lab(root, tmp) as base:
         yield base, tmp
 
