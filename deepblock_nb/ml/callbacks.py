@@ -50,6 +50,10 @@ class Callback:
     def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
         """After each full epoch and its score; ``row`` is the epoch's history row."""
 
+    def on_record(self, state: TrainState, row: dict[str, Any]) -> None:
+        """A history row that is neither a step nor an epoch (``kind == "final"``:
+        which weights a run with a weight average kept)."""
+
     def on_train_end(self, state: TrainState, status: str, error: BaseException | None) -> None:
         """Once, at every ending: ``status`` is "finished", "stopped" or "failed"."""
 
@@ -71,6 +75,10 @@ class CallbackList(Callback):
     def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
         for cb in self.callbacks:
             cb.on_epoch_end(state, row)
+
+    def on_record(self, state: TrainState, row: dict[str, Any]) -> None:
+        for cb in self.callbacks:
+            cb.on_record(state, row)
 
     def on_train_end(self, state: TrainState, status: str, error: BaseException | None) -> None:
         for cb in self.callbacks:
@@ -122,6 +130,10 @@ class HistoryCallback(Callback):
             self._flush()
 
     def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
+        self._pending.append(row)
+        self._flush()
+
+    def on_record(self, state: TrainState, row: dict[str, Any]) -> None:
         self._pending.append(row)
         self._flush()
 

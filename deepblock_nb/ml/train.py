@@ -4,9 +4,11 @@ The default recipe: AdamW (weight decay 1e-4), the preset's learning rate
 (2e-3 for the small preset from scratch, 1e-3 on an ImageNet MobileNet, 2e-4 for
 the ResNet-50 detectors), linear warm-up over the first steps, flips, scale
 jitter and colour jitter, gradient clipping at 10, tiles without boxes at 0.25
-per tile with boxes, and mixed precision on CUDA. ``ema=1`` scores, keeps and
-predicts with a moving average of the trained weights instead
-(:mod:`deepblock_nb.ml._ema`). The model sees every tile at
+per tile with boxes, and mixed precision on CUDA. What is scored each epoch,
+kept and predicts is a moving average of the trained weights (``ema``, a half-life
+of one epoch; :mod:`deepblock_nb.ml._ema`); a run that ends by itself then scores
+the trained weights once too and keeps them when they beat every scored average
+(a model still improving fast at the end). The model sees every tile at
 one magnification chosen from the labelled box sizes (small objects enlarged,
 large ones reduced; :mod:`deepblock_nb.ml._input`), with SSD anchors sized to
 those boxes; prediction uses the same magnification.
@@ -111,10 +113,13 @@ class TrainConfig:
         min_visible: a box belongs to a tile when this fraction of it is inside.
         ema: half-life, in epochs, of a moving average of the weights that is then
             scored each epoch, saved as the model (``best.pt``, ``last.pt``'s
-            ``model_state``) and predicts; None or 0 (the default): the trained
-            weights themselves. The average scores higher while the rate is at its
-            peak (a run stopped or capped early) and the same after the final decay,
-            but lags a model that is still improving fast when the run ends.
+            ``model_state``) and predicts; None or 0: the trained weights
+            themselves. The average scores higher while the rate is at its peak (a
+            run stopped or capped early) and about the same after the final decay,
+            but lags a model still improving fast when the run ends: a run that ends
+            by itself (not stopped) therefore scores the trained weights once more
+            and keeps them as ``best.pt`` when they score higher (the history's
+            ``kind == "final"`` row says which was kept).
     """
 
     epochs: int | None = None
@@ -132,7 +137,7 @@ class TrainConfig:
     seed: int = 0
     grad_clip: float = 10.0
     min_visible: float = 0.5
-    ema: float | None = None
+    ema: float | None = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -558,6 +563,10 @@ def train_detector(
             state.history.append(row)
             cb.on_epoch_end(state, row)
             epoch += 1
+        if state.average is not None and state.steps_done and not stopping():
+            final = _score_trained_weights(state, score_ds, dev, autocast, run_dir)
+            if final is not None:
+                cb.on_record(state, final)
         if job.should_stop:
             status = "stopped"
     except BaseException as exc:
@@ -576,6 +585,50 @@ def train_detector(
         state.early_stopped,
         state.target_epoch,
     )
+
+
+def _score_trained_weights(
+    state: TrainState, score_ds: TileDataset, dev: torch.device, autocast: Any, run_dir: Path
+) -> dict[str, Any] | None:
+    """At the end of a run with a weight average: score the trained weights once
+    on the held-out tiles, and keep them as ``best.pt`` when they beat every scored
+    average (a model still improving fast at the end, which the average lags).
+    Returns the history row that says which was kept (None: scoring was stopped)."""
+    from deepblock_nb.ml.checkpoints import save_checkpoint
+
+    cfg = state.config
+    score = score_model(
+        state.model,
+        score_ds,
+        dev,
+        batch_size=int(cfg.batch_size or 8),
+        num_workers=int(cfg.num_workers or 0),
+        autocast_dtype=autocast,
+    )
+    state.model.train()
+    if score is None:
+        return None
+    select = selection_score(*score)
+    better = select > state.best_select
+    row: dict[str, Any] = {
+        "kind": "final",
+        "epoch": state.epoch,
+        "step": state.global_step,
+        "trained_score": score[0],
+        "trained_score_map": score[1],
+        "trained_select": select,
+        "kept": "trained weights" if better else "weight average",
+        "best": better,
+        "score_on": state.score_on,
+    }
+    if better:
+        state.best_select, state.best_score = select, score[0]
+        ckpt = state.checkpoint()
+        ckpt["model_state"] = {k: v.detach().cpu() for k, v in state.model.state_dict().items()}
+        ckpt["kept"] = "trained weights"
+        save_checkpoint(ckpt, Path(run_dir) / "best.pt")
+    state.history.append(row)
+    return row
 
 
 def _auto_workers(device: torch.device) -> int:

@@ -172,6 +172,7 @@ class Training:
 
     def _store_history(self, run_id: int, rows: list[dict[str, Any]]) -> None:
         epochs = [r for r in rows if r.get("kind") == "epoch"]
+        final = [r for r in rows if r.get("kind") == "final" and r.get("best")]
         with self._p._store.write():
             self._runs.add_history(run_id, rows)
             if epochs:
@@ -181,6 +182,9 @@ class Training:
                     epochs_done=int(epochs[-1]["epoch"]),
                     best_score=None if best is None else best["score"],
                 )
+            if final:  # the trained weights beat every scored average
+                self._runs.update(run_id, best_score=final[-1]["trained_score"])
+            if epochs or final:
                 self._p._emit("runs", action="progress", run=run_id, report=None)
 
     def _train_work(

@@ -71,8 +71,12 @@ def test_short_training_loss_falls(shapes_dir: list[Any], tmp_path: Path) -> Non
     assert any(k.startswith("loss_") for k in steps[0])
     assert steps[0]["lr"] < 0.01 * max(r["lr"] for r in steps)  # warm-up
     assert job.progress[-1][0] == 1.0
+    # with the weight average (the default) the end also scores the trained weights once
+    (final,) = [r for r in job.rows if r["kind"] == "final"]
+    assert final["kept"] == ("trained weights" if final["best"] else "weight average")
     best = load_checkpoint(tmp_path / "run" / "best.pt")["best_score"]
-    assert best == pytest.approx(max(r["score"] for r in epochs))
+    candidates = [r["score"] for r in epochs] + ([final["trained_score"]] if final["best"] else [])
+    assert best == pytest.approx(max(candidates))
 
 
 class UntilScore(Callback):
@@ -94,7 +98,9 @@ def test_training_score_rises(shape_maker: Any, tmp_path: Path) -> None:
         job, _items(images), [1, 2], tmp_path / "run", config=cfg, model="small", callbacks=[UntilScore(0.6)]
     )
     epochs = job.epochs()
-    scores = [r["score"] for r in epochs]
+    # the weight average (scored each epoch) lags a model taking off; a run that
+    # ends by itself also scores the trained weights
+    scores = [r["score"] for r in epochs] + [r["trained_score"] for r in job.rows if r["kind"] == "final"]
     assert epochs[-1]["loss"] < 0.5 * epochs[0]["loss"]
     assert max(scores) >= 0.5 and max(scores) > scores[0] + 0.3, scores
 
@@ -309,6 +315,62 @@ class Weights(Callback):
         self.trained = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
         if state.average is not None:
             self.average = {k: v.detach().clone() for k, v in state.average.module.state_dict().items()}
+
+
+class StopAt(Callback):
+    """Sets the stand-in job's stop flag after ``n`` steps."""
+
+    def __init__(self, job: StandIn, n: int) -> None:
+        self.job, self.n = job, n
+
+    def on_batch_end(self, state, row) -> None:  # type: ignore[no-untyped-def]
+        self.job.stop_now = self.job.stop_now or state.steps_done >= self.n
+
+
+class Better(Callback):
+    """Makes the weight average look worse than any score, so the end keeps the trained weights."""
+
+    def on_epoch_end(self, state, row) -> None:  # type: ignore[no-untyped-def]
+        state.best_select = -1.0
+
+
+def test_the_end_of_a_run_keeps_the_trained_weights_when_they_beat_the_average(
+    shapes_dir: list[Any], tmp_path: Path
+) -> None:
+    items = _items(shapes_dir[:8], grid=2)
+    job, seen = StandIn(), Weights()
+    result = train_detector(
+        job,
+        items,
+        [1, 2],
+        tmp_path / "run",
+        config=TrainConfig(epochs=2, **FAST),
+        model="small",
+        callbacks=[Better(), seen],
+    )
+    (final,) = [r for r in job.rows if r["kind"] == "final"]
+    assert final["best"] and final["kept"] == "trained weights" and final["epoch"] == 2
+    assert final["score_on"] == job.epochs()[-1]["score_on"]
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    key = next(k for k, v in seen.trained.items() if v.is_floating_point() and v.numel() > 100)
+    assert torch.equal(best["model_state"][key], seen.trained[key])
+    assert seen.average is not None and not torch.equal(best["model_state"][key], seen.average[key])
+    assert best["best_score"] == pytest.approx(final["trained_score"]) == pytest.approx(result.best_score)
+    # last.pt still predicts with the average and resumes from the trained weights
+    last = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert torch.equal(last["model_state"][key], seen.average[key])
+    # a stopped run ends at once: nothing more is scored
+    stopped = StandIn()
+    train_detector(
+        stopped,
+        items,
+        [1, 2],
+        tmp_path / "stopped",
+        config=TrainConfig(epochs=3, **FAST),
+        model="small",
+        callbacks=[StopAt(stopped, 3)],
+    )
+    assert not [r for r in stopped.rows if r["kind"] == "final"]
 
 
 def test_the_saved_model_is_the_weight_average_and_resume_trains_the_trained_weights(
