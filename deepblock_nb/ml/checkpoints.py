@@ -121,12 +121,12 @@ def load_for_inference(
     Raises:
         ModelError: the file is missing, unreadable or does not fit its preset.
     """
-    from deepblock_nb.ml.device import resolve_device
+    from deepblock_nb.ml.device import place, resolve_device
 
     dev = resolve_device(device)
     ckpt = load_checkpoint(path)
     module = build_from_checkpoint(ckpt, model)
-    module.to(dev).eval()
+    place(module, dev).eval()
     box_size = ckpt.get("box_size")
     return LoadedModel(
         module,

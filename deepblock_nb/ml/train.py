@@ -59,7 +59,7 @@ from deepblock_nb.ml.callbacks import (
 )
 from deepblock_nb.ml.checkpoints import build_from_checkpoint, load_checkpoint
 from deepblock_nb.ml.data import Augment, TileDataset, TileItem, collate, epoch_indices, holdout_split
-from deepblock_nb.ml.device import amp_dtype, out_of_memory_as_error, resolve_device
+from deepblock_nb.ml.device import amp_dtype, out_of_memory_as_error, place, resolve_device
 from deepblock_nb.ml.models import BuiltModel, build_model
 
 __all__ = [
@@ -403,7 +403,7 @@ def train_detector(
     if cfg.num_workers is None:
         cfg.num_workers = _auto_workers(dev)
     cfg.lr = float(cfg.lr or built.lr)
-    net = built.module.to(dev)
+    net = place(built.module, dev)
     net.train()
 
     steps_per_epoch = math.ceil(
