@@ -198,6 +198,7 @@ class ImageView:
         max_boxes: int = MAX_STROKED_BOXES,
         label_min_height: float = 0.0,
         max_labels: int = 300,
+        dash: Sequence[float] | None = None,
     ) -> int:
         """Stroke image boxes ``(N, 4)`` in per-box colours; returns how many were visible.
 
@@ -212,17 +213,24 @@ class ImageView:
 
         ``labels`` (one per row) are written at the top-left inside each visible box
         at least ``label_min_height`` canvas pixels tall, in its colour; at most
-        ``max_labels`` of them (the tallest boxes) per call.
+        ``max_labels`` of them (the tallest boxes) per call. ``dash`` (canvas pixels,
+        as ``set_line_dash``) strokes them dashed.
         """
         assert self.viewport is not None
         lab = (labels, label_min_height, max_labels)
-        if index is not None:
-            return self._stroke_indexed(xyxy, colors, layer, line_width, lab, index, max_boxes)
-        b = convert(self.viewport, np.asarray(xyxy, dtype=np.float64).reshape(-1, 4), "view")  # [N,4]
-        cw, ch = self.canvas_wh
-        visible = (b[:, 2] >= 0) & (b[:, 0] <= cw) & (b[:, 3] >= 0) & (b[:, 1] <= ch)  # [N]
-        self._stroke_view_boxes(b, np.asarray(colors, dtype=object), visible, layer, line_width, lab)
-        return int(visible.sum())
+        if dash:
+            self.canvas[layer].set_line_dash([float(v) for v in dash])
+        try:
+            if index is not None:
+                return self._stroke_indexed(xyxy, colors, layer, line_width, lab, index, max_boxes)
+            b = convert(self.viewport, np.asarray(xyxy, dtype=np.float64).reshape(-1, 4), "view")  # [N,4]
+            cw, ch = self.canvas_wh
+            visible = (b[:, 2] >= 0) & (b[:, 0] <= cw) & (b[:, 3] >= 0) & (b[:, 1] <= ch)  # [N]
+            self._stroke_view_boxes(b, np.asarray(colors, dtype=object), visible, layer, line_width, lab)
+            return int(visible.sum())
+        finally:
+            if dash:
+                self.canvas[layer].set_line_dash([])
 
     def _stroke_view_boxes(
         self,

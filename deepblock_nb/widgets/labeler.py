@@ -17,6 +17,7 @@ from deepblock_nb.widgets._editor import MANUAL_SOURCE, Editor, ShownIndex
 from deepblock_nb.widgets._history import History
 from deepblock_nb.widgets._imageview import MODES, ImageView, Point
 from deepblock_nb.widgets._keys import SHORTCUTS, on_key
+from deepblock_nb.widgets._predlayer import PredictionLayer
 from deepblock_nb.widgets._tilereview import TileReview
 from deepblock_nb.widgets._util import DRAW_LOCK, Subscriptions, Throttle, error_html, guarded, info_html
 from deepblock_nb.widgets._viewport import box_from_drag, convert, handle_at, hit_test, resize_box
@@ -49,6 +50,8 @@ class Labeler(W.VBox):
     a row selects the box and centres the view on it); ``toggles`` hide boxes, all
     or per category (hidden boxes are neither drawn, hit nor listed). Boxes at
     least :data:`LABEL_MIN_HEIGHT` canvas pixels tall carry their category's name.
+    "predictions" draws the image's stored predictions at the project's threshold,
+    dashed and read-only (:class:`~deepblock_nb.widgets._predlayer.PredictionLayer`).
 
     Every box goes through ``project.add_box`` / ``update_box`` / ``delete_box``.
     Edits are recorded in one :class:`History` per Labeler (``undo()`` /
@@ -130,6 +133,7 @@ class Labeler(W.VBox):
         )
         self.tiles_review = TileReview(self)
         self.tile_done = self.tiles_review.checkbox
+        self.predictions_layer = PredictionLayer(self, interval)  # read-only, dashed
         self.review_filter = W.Dropdown(
             options=[("any image", "any"), ("not done", "todo"), ("done", "done")],
             value="any",
@@ -181,6 +185,7 @@ class Labeler(W.VBox):
                 self.zoom_in,
                 self.fit_button,
                 self.show_grid,
+                self.predictions_layer.checkbox,
             ]
         )
         hint = W.HTML(
@@ -364,6 +369,7 @@ class Labeler(W.VBox):
         if self.show_grid.value and self.image is not None and self.image.grid is not None:
             view.stroke_grid(self.project.tiles(self.image.id))
             self.tiles_review.draw(view)
+        self.predictions_layer.draw(view)  # below the annotations and the selection
         det = self._shown()
         if det is not None and len(det.xyxy):
             colors, names = self._luts
@@ -677,5 +683,6 @@ class Labeler(W.VBox):
 
     def close(self) -> None:
         self._subs.close()
+        self.predictions_layer.close()
         self.view.close()
         super().close()
