@@ -14,7 +14,9 @@ from deepblock_nb.widgets._viewport import convert
 from tests.widgets.conftest import mouse, seed_predictions, settled, wait_until
 
 
-def test_predictions_layer_draws_dashed_at_the_threshold_and_cannot_be_selected(wproject: dbn.Project) -> None:
+def test_predictions_layer_draws_dashed_at_the_threshold_and_cannot_be_selected(
+    wproject: dbn.Project,
+) -> None:
     lab = Labeler(wproject, split="train")
     rec = lab.image
     before = wproject.annotations(rec)
