@@ -17,7 +17,8 @@ trainer), so an object centred in a core is whole in its tile's window and is
 found as it would be inside a tile; without a box size, :data:`MARGIN_OF_INPUT`
 of the model's input size. It is at most half the smallest core side, and at
 least the grid's own overlap. An automatic grid keeps each window (core and
-margins) within the model's input size. An object larger than twice the margin
+margins) within the model's input size, and every window is read at least that
+large where the image allows (:func:`at_least`): the model sees what it trained on. An object larger than twice the margin
 may be cut by every window that sees it: the parts a detector reports are joined
 across tiles (merge step 3); a detector that reports only whole objects finds it
 only where one window holds it whole.
@@ -65,6 +66,7 @@ __all__ = [
     "InferenceModel",
     "PredictionStopped",
     "TilePlan",
+    "at_least",
     "auto_windows",
     "context_margin",
     "default_batch_size",
@@ -216,6 +218,26 @@ def widen_windows(windows: npt.ArrayLike, image_wh: tuple[int, int], margin: int
     return np.concatenate([lo, hi - lo], axis=1)
 
 
+def at_least(windows: npt.ArrayLike, image_wh: tuple[int, int], side: int) -> IntArray:
+    """Each window grown about its centre to at least ``side`` pixels a side (never
+    past the image: shifted inside it, and no wider than it).
+
+    A detector sees its training tiles at one size; a smaller window, padded up to
+    its input, is not what it learnt on (SSDlite's squeeze-excitation blocks pool
+    the whole input, padding included): boxes came out shifted by 5 % of their size.
+    Real context from the image is what the model expects instead.
+
+    Returns:
+        ``(T, 4)`` int64 windows ``x, y, w, h``.
+    """
+    w = np.asarray(windows, np.int64).reshape(-1, 4).copy()
+    size = np.asarray(image_wh, np.int64)
+    want = np.minimum(np.maximum(w[:, 2:], int(side)), size)  # [T,2]
+    lo = w[:, :2] - (want - w[:, 2:]) // 2
+    lo = np.clip(lo, 0, size - want)
+    return np.concatenate([lo, want], axis=1)
+
+
 @dataclass(frozen=True)
 class TilePlan:
     """How an image is cut for prediction (:func:`plan_tiles`).
@@ -224,7 +246,8 @@ class TilePlan:
         cores: ``(T, 4)`` ``x, y, w, h``, a partition of the image: a box is kept
             by the tile whose core holds its centre.
         windows: ``(T, 4)`` what the model reads of each tile: its core grown by
-            ``margin`` on every side (and at least the grid's own window), clamped.
+            ``margin`` on every side (and at least the grid's own window, and at
+            least the model's input side: :func:`at_least`), clamped.
         margin: the context margin in pixels.
     """
 
@@ -266,7 +289,8 @@ def plan_tiles(
     grown = widen_windows(cores, image_wh, margin)
     lo = np.minimum(grown[:, :2], given[:, :2])
     hi = np.maximum(grown[:, :2] + grown[:, 2:], given[:, :2] + given[:, 2:])
-    return TilePlan(cores, np.concatenate([lo, hi - lo], axis=1).astype(np.int64), margin)
+    windows = at_least(np.concatenate([lo, hi - lo], axis=1), image_wh, tile_side(loaded))
+    return TilePlan(cores, windows.astype(np.int64), margin)
 
 
 @dataclass(frozen=True)

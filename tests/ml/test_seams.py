@@ -248,3 +248,27 @@ def test_objects_larger_than_the_margin() -> None:
     assert match(truth, accurate).tolist() == [1, 0, 1] and len(accurate) == 2
     # a model that knows its objects are smaller than a tile skips the full-image pass
     assert len(predict_image(_model(), ArraySource(rgb), grid, accurate=True)) == 1
+
+
+def test_windows_are_read_at_least_as_large_as_the_model_input() -> None:
+    """A window smaller than the model's input (small cores, or a grid's border tiles)
+    is grown about its centre with real context, inside the image; the cores, and so
+    the keep rule, stay as they were."""
+    from deepblock_nb.ml.predict import at_least
+
+    model = _Magnifying()  # input side 256 image pixels
+    for wh, rows, cols in (((600, 420), 3, 4), ((1000, 700), 4, 5), ((300, 200), 2, 2)):
+        grid = tile_windows(wh, rows, cols)
+        plan = plan_tiles(wh, model, grid)
+        w = plan.windows
+        assert plan.cores.tolist() == grid.tolist()
+        assert (w[:, 2:] >= np.minimum(256, np.array(wh))).all()  # the input side, or the whole image
+        assert (w[:, :2] >= 0).all() and (w[:, :2] + w[:, 2:] <= np.array(wh)).all()
+        assert (w[:, :2] <= plan.cores[:, :2]).all()  # each window still holds its core
+        assert (w[:, :2] + w[:, 2:] >= plan.cores[:, :2] + plan.cores[:, 2:]).all()
+    image = (1000, 1000)
+    assert at_least([[400, 400, 50, 40]], image, 256).tolist() == [[297, 292, 256, 256]]  # about the centre
+    assert at_least([[100, 100, 50, 40]], image, 256).tolist() == [[0, 0, 256, 256]]  # shifted inside
+    assert at_least([[950, 960, 50, 40]], image, 256).tolist() == [[744, 744, 256, 256]]
+    assert at_least([[10, 10, 300, 300]], image, 256).tolist() == [[10, 10, 300, 300]]  # large enough
+    assert at_least([[0, 0, 100, 60]], (200, 100), 256).tolist() == [[0, 0, 200, 100]]  # the whole image
