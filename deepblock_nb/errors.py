@@ -13,6 +13,7 @@ __all__ = [
     "CategoryError",
     "DecompressionBombError",
     "DeepBlockError",
+    "DependencyError",
     "DeviceMemoryError",
     "FormatError",
     "ImageFailures",
@@ -122,6 +123,11 @@ class ArgumentError(DeepBlockError, ValueError):
     name, mismatched lengths). Also a ``ValueError``, for callers that catch that."""
 
 
+class DisplayError(ArgumentError):
+    """A display setting does not fit its image: a band it lacks, a window with
+    ``lo >= hi`` or not finite, or the wrong number of windows for the bands shown."""
+
+
 class ArgumentTypeError(DeepBlockError, TypeError):
     """An argument of a call has the wrong type, or an unknown keyword was given.
     Also a ``TypeError``, for callers that catch that."""
@@ -130,3 +136,8 @@ class ArgumentTypeError(DeepBlockError, TypeError):
 class DeviceMemoryError(DeepBlockError):
     """The accelerator ran out of memory (a CUDA or MPS out-of-memory error): the
     message says which batch size to lower."""
+
+
+class DependencyError(DeepBlockError, ImportError):
+    """An optional dependency that a feature needs is not installed: the message names
+    the extra to install (``pip install deepblock-nb[geo]``). Also an ``ImportError``."""

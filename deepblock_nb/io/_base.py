@@ -14,6 +14,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from deepblock_nb.errors import DecompressionBombError, WindowError
+from deepblock_nb.io.display import Display
 
 __all__ = ["ImageInfo", "ImageSource", "WindowError", "check_pixels", "level_for"]
 
@@ -86,9 +87,12 @@ class ImageSource:
         levels: ``(width, height)`` of each resolution level, level 0 full size.
         format: lower-case format name.
         cache_dir: folder for derived data (decoded pixels, overviews), or ``None``.
+        display: the bands and intensity window applied when converting to 8 bits
+            (``deepblock_nb.io.display``); None: the data type's range.
 
     Subclasses implement ``_read(level, x, y, w, h)``; windows reaching it are
-    already checked. Instances are safe to use from several threads.
+    already checked. Subclasses that can measure an "auto" window implement
+    ``raw_samples``. Instances are safe to use from several threads.
     """
 
     def __init__(self, path: Path, levels: list[tuple[int, int]], format: str) -> None:
@@ -97,6 +101,7 @@ class ImageSource:
         self.width, self.height = levels[0]
         self.format = format
         self.cache_dir: Path | None = None
+        self.display: Display | None = None
         self.uid = next(_ids)
         self._lock = threading.RLock()
         self._closed = False
@@ -153,7 +158,8 @@ class ImageSource:
         # a large level without a smaller pyramid level: keep one sampled overview on disk
         from deepblock_nb.io import _cache
 
-        path = _cache.cache_path(self.cache_dir, self.path, f"overview{OVERVIEW_CACHE_SIDE}")
+        key = "" if self.display is None else self.display.key  # one cached overview per display setting
+        path = _cache.cache_path(self.cache_dir, self.path, f"overview{OVERVIEW_CACHE_SIDE}{key}")
         small = _cache.load_cached(path)
         if small is None:
             cw, ch = _fit(lw, lh, OVERVIEW_CACHE_SIDE)
@@ -187,6 +193,11 @@ class ImageSource:
 
     def _read(self, level: int, x: int, y: int, w: int, h: int) -> U8:
         raise NotImplementedError
+
+    def raw_samples(self, max_side: int) -> npt.NDArray[np.generic] | None:
+        """``(N, C)`` unconverted samples of an overview about ``max_side`` a side, or
+        None when this reader holds only 8-bit RGB (nothing to measure a window on)."""
+        return None
 
     def close(self) -> None:
         """Release file handles and cached memory; reads afterwards raise."""

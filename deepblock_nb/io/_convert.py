@@ -12,6 +12,16 @@ Rules (the same for every format):
 - CMYK: ``R = (255 - C) * (255 - K) / 255`` and likewise for G (M) and B (Y).
 - An alpha sample is composited on white (straight or premultiplied alpha).
 - Extra samples beyond colour and alpha are ignored.
+
+A display setting (``display.Display``, per image; the rules of its defaults are
+in ``deepblock_nb.io.display``) changes two things, and nothing for 8-bit images
+by default:
+
+- ``window``: the colour samples are mapped linearly ``lo -> 0, hi -> 255`` and
+  clipped (rounded half up; NaN reads as 0) instead of by the data type's range;
+  one ``(lo, hi)`` for every band or one per band. Alpha keeps its type's range.
+- ``bands``: those samples (by index) are shown as RGB (3) or grey (1), windowed
+  or by type range; photometric, alpha and palette rules then do not apply.
 """
 
 from __future__ import annotations
@@ -21,9 +31,10 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from deepblock_nb.errors import ArgumentError, UnsupportedFormatError
+from deepblock_nb.errors import ArgumentError, DisplayError, UnsupportedFormatError
+from deepblock_nb.io.display import Display
 
-__all__ = ["Photometric", "scale_to_uint8", "to_rgb8"]
+__all__ = ["Photometric", "scale_to_uint8", "to_rgb8", "window_to_uint8"]
 
 Photometric = Literal["grey", "grey_inverted", "rgb", "palette", "cmyk"]
 AlphaKind = Literal["none", "straight", "premultiplied"]
@@ -50,6 +61,20 @@ def scale_to_uint8(arr: npt.NDArray[np.generic]) -> U8:
     raise UnsupportedFormatError(f"cannot convert samples of type {dt} to 8-bit")
 
 
+def window_to_uint8(arr: npt.NDArray[np.generic], window: tuple[tuple[float, float], ...]) -> U8:
+    """``(..., C)`` samples mapped ``lo -> 0, hi -> 255`` and clipped: one window for
+    every band, or the first ``C`` windows one per band."""
+    nc = arr.shape[-1]
+    pairs = window if len(window) == 1 else window[:nc]
+    if len(pairs) not in (1, nc):
+        raise DisplayError(f"{len(window)} windows for {nc} bands")
+    lo = np.array([p[0] for p in pairs], np.float64)  # [1] or [C]
+    hi = np.array([p[1] for p in pairs], np.float64)
+    out = (arr.astype(np.float64) - lo) * (255.0 / (hi - lo))  # [..., C]
+    out = np.floor(np.clip(np.nan_to_num(out, nan=0.0), 0.0, 255.0) + 0.5)
+    return out.astype(np.uint8)
+
+
 def _composite_on_white(rgb: U8, alpha: U8, premultiplied: bool) -> U8:
     a = alpha[..., None].astype(np.uint16)  # [H,W,1]
     c = rgb.astype(np.uint16)
@@ -66,6 +91,7 @@ def to_rgb8(
     *,
     alpha: AlphaKind = "none",
     colormap: npt.NDArray[np.generic] | None = None,
+    display: Display | None = None,
 ) -> U8:
     """Convert ``(H, W)`` or ``(H, W, C)`` samples to ``(H, W, 3)`` uint8 RGB.
 
@@ -74,12 +100,20 @@ def to_rgb8(
         photometric: how the colour samples are to be read.
         alpha: whether the sample after the colour samples is alpha, and which kind.
         colormap: ``(N, 3)`` palette for ``"palette"`` images (uint8 or uint16).
+        display: bands and window (module rules); None or the default: none.
     """
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim != 3:
         raise ArgumentError(f"expected (H, W) or (H, W, C) samples, got shape {arr.shape}")
     nc = arr.shape[2]
+    window = None if display is None else display.window
+    if display is not None and display.bands is not None:
+        if max(display.bands) >= nc:
+            raise DisplayError(f"band {max(display.bands)} does not exist: the image has {nc} bands")
+        chosen = arr[..., list(display.bands)]
+        v = scale_to_uint8(chosen) if window is None else window_to_uint8(chosen, window)
+        return np.ascontiguousarray(np.repeat(v, 3, axis=2) if v.shape[2] == 1 else v)
     if photometric == "palette":
         if colormap is None:
             raise ArgumentError("a palette image needs a colour map")
@@ -92,7 +126,13 @@ def to_rgb8(
             photometric, colour_n = "grey", 1
         else:
             raise UnsupportedFormatError(f"{photometric} needs {colour_n} samples per pixel, got {nc}")
-    v = scale_to_uint8(arr[..., : colour_n + (1 if alpha != "none" and nc > colour_n else 0)])
+    take = colour_n + (1 if alpha != "none" and nc > colour_n else 0)
+    if window is None:
+        v = scale_to_uint8(arr[..., :take])
+    else:
+        v = window_to_uint8(arr[..., :colour_n], window)
+        if take > colour_n:  # alpha keeps its data type's range
+            v = np.concatenate([v, scale_to_uint8(arr[..., colour_n:take])], axis=2)
     if photometric in ("grey", "grey_inverted"):
         g = v[..., 0] if photometric == "grey" else 255 - v[..., 0]
         rgb = np.repeat(g[..., None], 3, axis=2)

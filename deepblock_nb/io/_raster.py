@@ -10,6 +10,12 @@ BMPs are memory-mapped directly.
 PNG, JPEG, GIF and WebP of ``STREAM_MIN_PIXELS`` or more are not decoded whole:
 when pyvips is available, libvips streams them once into a tiled pyramidal TIFF
 (``_vips``) read with bounded memory; without pyvips they take the path above.
+
+A display setting (``display.Display``) is applied to the raw decoded samples
+(16-bit PNG, Pillow's ``I;16``, ``I`` and ``F`` modes) before they become 8-bit;
+the cached decode is named by it. 16-bit colour PNGs, which Pillow reduces to
+8 bits, are decoded by imagecodecs when a setting needs their samples. Without a
+setting, decoding is exactly as before.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import math
 import struct
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +37,7 @@ from deepblock_nb.io._checks import check_complete, parse_bmp_header
 from deepblock_nb.io._convert import scale_to_uint8, to_rgb8
 from deepblock_nb.io._lru import TileLRU, shared_tile_cache
 from deepblock_nb.io._svg import render_svg, svg_size
+from deepblock_nb.io.display import Display, strided
 
 __all__ = ["BmpSource", "DecodedSource", "open_pillow", "pillow_rgb", "probe_pillow", "probe_svg"]
 
@@ -74,7 +82,21 @@ def probe_pillow(path: Path, fmt: str, max_pixels: float | None) -> ImageInfo:
         check_pixels(path, w, h, max_pixels)
         mode = im.mode
         bands = len(im.getbands())
-    return ImageInfo(w, h, fmt, mode, _DTYPES.get(mode, "uint8"), bands, ((w, h),))
+    dtype = _DTYPES.get(mode, "uint8")
+    if _png_16bit_colour(path, fmt):
+        dtype = "uint16"  # Pillow holds these as 8-bit; our decode keeps all 16
+    return ImageInfo(w, h, fmt, mode, dtype, bands, ((w, h),))
+
+
+def _png_16bit_colour(path: Path, fmt: str) -> int | None:
+    """The PNG colour type (2 RGB, 4 grey + alpha, 6 RGBA) of a 16-bit colour PNG, else None."""
+    if fmt != "png":
+        return None
+    with path.open("rb") as f:
+        head = f.read(26)
+    if len(head) < 26 or head[24] != 16 or head[25] not in (2, 4, 6):
+        return None
+    return int(head[25])
 
 
 def probe_svg(path: Path, max_pixels: float | None) -> ImageInfo:
@@ -83,8 +105,44 @@ def probe_svg(path: Path, max_pixels: float | None) -> ImageInfo:
     return ImageInfo(w, h, "svg", "RGBA", "uint8", 4, ((w, h),))
 
 
-def pillow_rgb(im: Image.Image) -> U8:
-    """Decoded pixels of a Pillow image as ``(H, W, 3)`` uint8 (rules in ``_convert``)."""
+def pillow_samples(im: Image.Image, path: Path | None = None, fmt: str = "") -> tuple[Any, str, str] | None:
+    """Raw decoded samples of a loaded Pillow image: ``(samples, photometric, alpha)``
+    for ``to_rgb8``, or None for a palette image (its colours are its colour map)."""
+    mode = im.mode
+    colour16 = None if path is None else _png_16bit_colour(path, fmt)
+    if colour16 is not None:
+        import imagecodecs
+
+        assert path is not None
+        arr = imagecodecs.png_decode(path.read_bytes())
+        return arr, ("grey" if colour16 == 4 else "rgb"), ("straight" if colour16 in (4, 6) else "none")
+    if mode in ("P", "PA"):
+        return None
+    alphas = {"RGBa": "premultiplied", "La": "premultiplied", "RGBA": "straight", "LA": "straight"}
+    if mode in alphas:
+        return np.asarray(im), ("rgb" if mode.startswith("RGB") else "grey"), alphas[mode]
+    if mode.startswith("I;16"):
+        return np.asarray(im).astype(np.uint16), "grey", "none"
+    if mode in ("I", "F", "L", "1"):
+        return np.asarray(im), "grey", "none"
+    if mode == "CMYK":
+        return np.asarray(im), "cmyk", "none"
+    return np.asarray(im.convert("RGB")), "rgb", "none"
+
+
+def pillow_rgb(
+    im: Image.Image, display: Display | None = None, path: Path | None = None, fmt: str = ""
+) -> U8:
+    """Decoded pixels of a Pillow image as ``(H, W, 3)`` uint8 (rules in ``_convert``).
+
+    ``display``: bands and window applied to the raw samples (``path`` and ``fmt``
+    let a 16-bit colour PNG be decoded at full depth); None: the plain rules.
+    """
+    if display is not None and not display.is_default:
+        found = pillow_samples(im, path, fmt)
+        if found is not None:
+            samples, photometric, alpha = found
+            return to_rgb8(samples, photometric, alpha=alpha, display=display)  # type: ignore[arg-type]
     mode = im.mode
     if (mode == "P" and "transparency" in im.info) or mode == "PA":
         im, mode = im.convert("RGBA"), "RGBA"
@@ -117,8 +175,13 @@ class DecodedSource(ImageSource):
         decode: Callable[[], U8],
         cache_dir: Path | None,
         fast_overview: Callable[[int, int], U8 | None] | None = None,
+        raw: Callable[[], Any] | None = None,
+        display: Display | None = None,
     ) -> None:
         super().__init__(path, [size], fmt)
+        self.display = display
+        self._kind = "rgb" + ("" if display is None else display.key)  # one cached decode per setting
+        self._raw = raw
         self._decode = decode
         self._cache_dir = cache_dir  # decoded pixels go here; overviews are sliced from them
         self._fast_overview = fast_overview
@@ -134,7 +197,7 @@ class DecodedSource(ImageSource):
                 raise ImageReadError(f"{self.path}: the image source is closed", self.path)
             cached = None
             if self._cache_dir is not None:
-                target = _cache.cache_path(self._cache_dir, self.path)
+                target = _cache.cache_path(self._cache_dir, self.path, self._kind)
                 cached = _cache.load_cached(target)
                 if cached is not None and cached.shape[:2] != (self.height, self.width):
                     cached = None
@@ -147,7 +210,9 @@ class DecodedSource(ImageSource):
                         self.path,
                     )
                 if self._cache_dir is not None:
-                    cached = _cache.write_cached(_cache.cache_path(self._cache_dir, self.path), rgb)
+                    cached = _cache.write_cached(
+                        _cache.cache_path(self._cache_dir, self.path, self._kind), rgb
+                    )
                 elif rgb.nbytes > IN_MEMORY_MAX_BYTES:
                     cached, self._temp = _cache.spill_to_temp(rgb)
                 else:
@@ -157,6 +222,10 @@ class DecodedSource(ImageSource):
 
     def _read(self, level: int, x: int, y: int, w: int, h: int) -> U8:
         return np.array(self.pixels()[y : y + h, x : x + w])
+
+    def raw_samples(self, max_side: int) -> Any:
+        samples = None if self._raw is None else self._raw()
+        return None if samples is None else strided(np.asarray(samples), max_side)
 
     def overview(self, max_side: int) -> U8:
         if self._pixels is None and self._fast_overview is not None and max_side >= 1:
@@ -179,35 +248,57 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, MemoryError, struc
 """What Pillow raises on damaged pixel data."""
 
 
-def _rgb(im: Image.Image, path: Path) -> U8:
+def _rgb(im: Image.Image, path: Path, display: Display | None = None, fmt: str = "") -> U8:
     """``pillow_rgb`` with errors of ``_convert`` (which knows no file) naming ``path``."""
     try:
-        return pillow_rgb(im)
+        return pillow_rgb(im, display, path, fmt)
     except ImageReadError as exc:
         if exc.path is not None:
             raise
         raise type(exc)(f"{path}: {exc}", path) from exc
 
 
-def decoder_for(path: Path, fmt: str) -> Callable[[], U8]:
+def decoder_for(path: Path, fmt: str, display: Display | None = None) -> Callable[[], U8]:
     """A function decoding the whole image (first frame, largest icon) to RGB."""
     if fmt == "svg":
         w, h = svg_size(path)
-        return lambda: render_svg(path, w, h)
+        if display is None or display.is_default:
+            return lambda: render_svg(path, w, h)
+        return lambda: to_rgb8(render_svg(path, w, h), "rgb", display=display)
 
     def decode() -> U8:
         with open_pillow(path, fmt) as im:
             try:
                 im.seek(0)
                 im.load()
-                return _rgb(im, path)
+                return _rgb(im, path, display, fmt)
             except _DECODE_ERRORS as exc:
                 raise ImageReadError(f"{path}: cannot decode the {fmt.upper()} pixels ({exc})", path) from exc
 
     return decode
 
 
-def fast_overview_for(path: Path, fmt: str) -> Callable[[int, int], U8 | None] | None:
+def raw_decoder_for(path: Path, fmt: str) -> Callable[[], Any] | None:
+    """A function decoding the whole image's raw samples (see ``pillow_samples``); None for SVG."""
+    if fmt == "svg":
+        return None
+
+    def decode() -> Any:
+        with open_pillow(path, fmt) as im:
+            try:
+                im.seek(0)
+                im.load()
+                found = pillow_samples(im, path, fmt)
+            except _DECODE_ERRORS as exc:
+                raise ImageReadError(f"{path}: cannot decode the {fmt.upper()} pixels ({exc})", path) from exc
+        return None if found is None else found[0]
+
+    return decode
+
+
+def fast_overview_for(
+    path: Path, fmt: str, display: Display | None = None
+) -> Callable[[int, int], U8 | None] | None:
     """A reduced-resolution decoder for JPEG (draft) and JPEG 2000 (reduce), else None."""
     if fmt == "jpeg":
 
@@ -220,7 +311,7 @@ def fast_overview_for(path: Path, fmt: str) -> Callable[[int, int], U8 | None] |
                     im.load()
                 except _DECODE_ERRORS as exc:
                     raise ImageReadError(f"{path}: cannot decode the JPEG ({exc})", path) from exc
-                return _rgb(im, path)
+                return _rgb(im, path, display, fmt)
 
         return jpeg
     if fmt in ("jp2", "j2k"):
@@ -234,7 +325,7 @@ def fast_overview_for(path: Path, fmt: str) -> Callable[[int, int], U8 | None] |
                     im.load()
                 except _DECODE_ERRORS as exc:
                     raise ImageReadError(f"{path}: cannot decode the JPEG 2000 ({exc})", path) from exc
-                return _rgb(im, path)
+                return _rgb(im, path, display, fmt)
 
         return jp2
     return None
@@ -272,21 +363,36 @@ class BmpSource(ImageSource):
 
 
 def open_raster(
-    path: Path, fmt: str, info: ImageInfo, cache_dir: Path | None, tile_cache: TileLRU | None = None
+    path: Path,
+    fmt: str,
+    info: ImageInfo,
+    cache_dir: Path | None,
+    tile_cache: TileLRU | None = None,
+    display: Display | None = None,
 ) -> ImageSource:
     """An ``ImageSource`` for a format without random access.
 
-    ``tile_cache`` holds the decoded tiles of a streamed pyramid (default: the shared LRU).
+    ``tile_cache`` holds the decoded tiles of a streamed pyramid (default: the shared LRU);
+    ``display`` the bands and window to apply (None: the plain rules).
     """
+    if display is not None and display.is_default:
+        display = None
     if info.width * info.height >= STREAM_MIN_PIXELS and _vips.available(fmt):
         lru = shared_tile_cache if tile_cache is None else tile_cache
-        return _vips.PyramidSource(path, fmt, (info.width, info.height), cache_dir, lru)
-    if fmt == "bmp":
+        return _vips.PyramidSource(path, fmt, (info.width, info.height), cache_dir, lru, display)
+    if fmt == "bmp" and display is None:  # a setting needs the decode path that applies it
         with path.open("rb") as f:
             hdr = parse_bmp_header(f.read(64), path)
         if BmpSource.supports(hdr):
             check_complete(path, "bmp")  # the memory map must not reach past the end of the file
             return BmpSource(path, hdr)
     return DecodedSource(
-        path, fmt, (info.width, info.height), decoder_for(path, fmt), cache_dir, fast_overview_for(path, fmt)
+        path,
+        fmt,
+        (info.width, info.height),
+        decoder_for(path, fmt, display),
+        cache_dir,
+        fast_overview_for(path, fmt, display),
+        raw_decoder_for(path, fmt),
+        display,
     )

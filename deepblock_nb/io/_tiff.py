@@ -4,6 +4,12 @@ A window decodes only the tiles (or strips) it touches, in parallel threads
 (imagecodecs releases the GIL), and keeps them as 8-bit RGB in a byte-bounded
 LRU. Uncompressed contiguous images are memory-mapped. Pyramid levels come from
 tifffile's series levels (SubIFDs, OME or reduced pages).
+
+A display setting (bands, intensity window) is applied as each tile is converted;
+the LRU key names it, so tiles of two settings never mix. ``raw_samples`` gives
+the unconverted samples of a small overview (the coarsest fitting level: strided
+from a memory map, or a spread of at most ``RAW_SAMPLE_TILES`` tiles) to measure
+an "auto" window on.
 """
 
 from __future__ import annotations
@@ -24,10 +30,14 @@ from deepblock_nb.errors import DeepBlockError, ImageReadError, UnsupportedForma
 from deepblock_nb.io._base import ImageInfo, ImageSource, check_pixels
 from deepblock_nb.io._convert import to_rgb8
 from deepblock_nb.io._lru import TileLRU
+from deepblock_nb.io.display import Display, strided
 
 __all__ = ["TiffSource", "probe_tiff"]
 
 U8 = npt.NDArray[np.uint8]
+
+# Most tiles decoded to measure the raw samples of a level (spread over it evenly).
+RAW_SAMPLE_TILES = 64
 
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
@@ -189,9 +199,10 @@ def probe_tiff(path: Path, max_pixels: float | None, check_complete: bool = True
 class _Plane:
     """The pixels of one level: its pages, segment grid and colour rules."""
 
-    def __init__(self, pages: list[Any], path: Path) -> None:
+    def __init__(self, pages: list[Any], path: Path, display: Display | None = None) -> None:
         self.pages = pages
         self.path = path
+        self.display = display
         kf = pages[0].keyframe
         for page in pages:
             _check_decodable(page, path)
@@ -220,7 +231,13 @@ class _Plane:
 
     def convert(self, samples: np.ndarray) -> U8:
         try:
-            return to_rgb8(samples, self.photometric, alpha=self.alpha, colormap=self.colormap)  # type: ignore[arg-type]
+            return to_rgb8(
+                samples,
+                self.photometric,  # type: ignore[arg-type]
+                alpha=self.alpha,  # type: ignore[arg-type]
+                colormap=self.colormap,
+                display=self.display,
+            )
         except ImageReadError as exc:  # _convert does not know the file
             raise type(exc)(f"{self.path}: {exc}", self.path) from exc
 
@@ -228,7 +245,9 @@ class _Plane:
 class TiffSource(ImageSource):
     """A TIFF read tile by tile (see the module docstring)."""
 
-    def __init__(self, path: Path, max_pixels: float | None, tile_cache: TileLRU) -> None:
+    def __init__(
+        self, path: Path, max_pixels: float | None, tile_cache: TileLRU, display: Display | None = None
+    ) -> None:
         try:
             self._tif = _open_tiff(path)
             series = self._tif.series[0]
@@ -243,7 +262,7 @@ class TiffSource(ImageSource):
             planes: list[_Plane] = []
             for i, pages in enumerate(level_pages):
                 try:
-                    planes.append(_Plane(pages, path))
+                    planes.append(_Plane(pages, path, display))
                 except Exception:
                     if i == 0:
                         raise
@@ -260,6 +279,8 @@ class TiffSource(ImageSource):
         super().__init__(path, [(p.width, p.height) for p in planes], "tiff")
         self._planes = planes
         self._cache = tile_cache
+        self.display = display
+        self._display_key = "" if display is None else display.key
         self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         self._size = os.fstat(self._fd).st_size
         self._fd_lock = threading.Lock()
@@ -289,7 +310,7 @@ class TiffSource(ImageSource):
         tiles: dict[tuple[int, int], U8] = {}
         missing = []
         for key in keys:
-            hit = self._cache.get((self.uid, level, *key)) if use_cache else None
+            hit = self._cache.get((self.uid, self._display_key, level, *key)) if use_cache else None
             if hit is None:
                 missing.append(key)
             else:
@@ -301,7 +322,7 @@ class TiffSource(ImageSource):
             decoded = [decode(k) for k in missing]
         for key, tile in zip(missing, decoded):
             if use_cache:
-                self._cache.put((self.uid, level, *key), tile)
+                self._cache.put((self.uid, self._display_key, level, *key), tile)
             tiles[key] = tile
         if len(keys) == 1:
             ty, tx = keys[0]
@@ -315,13 +336,36 @@ class TiffSource(ImageSource):
             out[ya - y : yb - y, xa - x : xb - x] = tile[ya - ty0 : yb - ty0, xa - tx0 : xb - tx0]
         return out
 
-    def _read_mapped(self, plane: _Plane, x: int, y: int, w: int, h: int) -> U8:
+    def _mapped_samples(self, plane: _Plane, ys: slice, xs: slice) -> np.ndarray:
         parts = []
         for mm in plane.memmaps:
             assert mm is not None  # only mapped planes come here
-            block = np.asarray(mm[:, 0, y : y + h, x : x + w, :])  # [S,h,w,C]
-            parts.append(np.moveaxis(block, 0, 2).reshape(h, w, -1))
-        samples = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
+            block = np.asarray(mm[:, 0, ys, xs, :])  # [S,h,w,C]
+            parts.append(np.moveaxis(block, 0, 2).reshape(block.shape[1], block.shape[2], -1))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
+
+    def raw_samples(self, max_side: int) -> np.ndarray:
+        """``(N, C)`` unconverted samples of a small overview, to measure a window on."""
+        level = len(self.levels) - 1
+        while level > 0 and max(self.levels[level]) < max_side:
+            level -= 1  # the coarsest level still about max_side: enough samples, fewest read
+        plane = self._planes[level]
+        lw, lh = self.levels[level]
+        if plane.is_mapped:
+            step = max(1, math.ceil(max(lw, lh) / max_side))
+            return strided(self._mapped_samples(plane, slice(0, lh, step), slice(0, lw, step)), max_side)
+        tys = np.unique(np.linspace(0, plane.ny - 1, min(plane.ny, 8)).round().astype(int))
+        txs = np.unique(np.linspace(0, plane.nx - 1, min(plane.nx, RAW_SAMPLE_TILES // len(tys))).round())
+        side = max(1, max_side // max(len(tys), len(txs)))  # about max_side**2 samples in all
+        parts = [
+            strided(self._decode_samples(level, int(ty), int(tx)), side)
+            for ty in tys
+            for tx in txs.astype(int)
+        ]
+        return np.concatenate(parts, axis=0)
+
+    def _read_mapped(self, plane: _Plane, x: int, y: int, w: int, h: int) -> U8:
+        samples = self._mapped_samples(plane, slice(y, y + h), slice(x, x + w))
         try:
             return plane.convert(samples)
         except Exception as exc:
@@ -329,6 +373,10 @@ class TiffSource(ImageSource):
 
     def _decode_tile(self, level: int, ty: int, tx: int) -> U8:
         """Decode one tile (or strip) of every page and sample plane into 8-bit RGB."""
+        return self._planes[level].convert(self._decode_samples(level, ty, tx))
+
+    def _decode_samples(self, level: int, ty: int, tx: int) -> np.ndarray:
+        """The raw ``(th, tw, C)`` samples of one tile (or strip) of every page and sample plane."""
         plane = self._planes[level]
         kind = "tile" if plane.kf.is_tiled else "strip"
         where = f"{kind} (row {ty}, column {tx}) of level {level}"
@@ -369,8 +417,7 @@ class TiffSource(ImageSource):
                         f"{self.path}: {where} decodes to a wrong shape {arr.shape}", self.path
                     )
                 parts.append(arr[:th, :tw])
-        samples = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
-        return plane.convert(samples)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
 
     def close(self) -> None:
         with self._lock:

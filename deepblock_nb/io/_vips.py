@@ -12,6 +12,12 @@ With a cache folder the TIFF is kept there under the source's content key and
 reused; without one it is built in a private temporary file that ``close()``
 deletes. Without pyvips (not installed, or its library fails to load)
 ``available()`` is false and ``_raster`` decodes with Pillow as before.
+
+A display setting (bands, intensity window; ``display.Display``) is applied by
+libvips while it streams, with the formula of ``_convert.window_to_uint8``, so a
+16-bit PNG follows the same window whichever reader decodes it; the cached
+pyramid is named by the setting. ``raw_samples`` streams the source once more,
+point-sampled to a small overview, to measure an "auto" window on.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from deepblock_nb.io import _cache
 from deepblock_nb.io._base import ImageSource
 from deepblock_nb.io._lru import TileLRU
 from deepblock_nb.io._tiff import TiffSource
+from deepblock_nb.io.display import Display, strided
 
 __all__ = ["PyramidSource", "available", "build_pyramid", "pyramid_levels"]
 
@@ -81,7 +88,43 @@ def pyramid_levels(width: int, height: int, tile: int = TILE_SIDE) -> list[tuple
     return levels
 
 
-def _rgb8(im: Any, vips: Any) -> Any:
+def _window(im: Any, window: tuple[tuple[float, float], ...]) -> Any:
+    """``floor(clip((v - lo) * 255 / (hi - lo), 0, 255) + 0.5)`` per band, as ``_convert``."""
+    pairs = window if len(window) == 1 else window[: im.bands]
+    lo = [p[0] for p in pairs]
+    scale = [255.0 / (p[1] - p[0]) for p in pairs]
+    v = (im.cast("double") - lo) * scale
+    v = (v < 0).ifthenelse(0, v)
+    v = (v > 255).ifthenelse(255, v)
+    return (v + 0.5).floor().cast("uchar")
+
+
+def _displayed(im: Any, display: Display) -> Any:
+    """``im`` under a display setting: chosen bands, or windowed colour with alpha kept."""
+    if display.bands is not None:
+        chosen = im[display.bands[0]]
+        if len(display.bands) > 1:
+            chosen = chosen.bandjoin([im[b] for b in display.bands[1:]])
+        if display.window is not None:
+            v = _window(chosen, display.window)
+        elif chosen.format == "ushort":
+            v = (chosen >> 8).cast("uchar")
+        elif chosen.format == "uchar":
+            v = chosen
+        else:
+            raise ValueError(f"samples of type {im.format} are not supported")
+        return (v.bandjoin([v, v]) if v.bands == 1 else v).copy(interpretation="srgb")
+    if display.window is None:
+        return _rgb8(im)
+    colour = 4 if im.interpretation == "cmyk" and im.bands >= 4 else (1 if im.bands <= 2 else 3)
+    v = _window(im.extract_band(0, n=colour), display.window)
+    if im.bands > colour and colour != 4:  # alpha keeps its data type's range
+        a = im[colour]
+        v = v.bandjoin((a >> 8).cast("uchar") if a.format == "ushort" else a)
+    return _rgb8(v.copy(interpretation="cmyk" if colour == 4 else "srgb"))
+
+
+def _rgb8(im: Any) -> Any:
     """``im`` as 3-band 8-bit sRGB by the rules of ``_convert`` (high byte, grey
     repeated, CMYK formula, straight alpha composited on white)."""
     if im.format == "ushort":
@@ -103,7 +146,9 @@ def _rgb8(im: Any, vips: Any) -> Any:
     return rgb.copy(interpretation="srgb")
 
 
-def build_pyramid(source: Path, fmt: str, size: tuple[int, int], target: Path) -> None:
+def build_pyramid(
+    source: Path, fmt: str, size: tuple[int, int], target: Path, display: Display | None = None
+) -> None:
     """Stream ``source`` into a tiled pyramidal 8-bit RGB TIFF at ``target`` (atomically).
 
     Raises:
@@ -123,7 +168,7 @@ def build_pyramid(source: Path, fmt: str, size: tuple[int, int], target: Path) -
                 f"{source}: decoded to {im.width} x {im.height} pixels but the header says {size[0]} x {size[1]}",
                 source,
             )
-        rgb = _rgb8(im, vips)
+        rgb = _rgb8(im) if display is None or display.is_default else _displayed(im, display)
 
         def save(tmp: Path) -> None:
             rgb.tiffsave(
@@ -155,8 +200,10 @@ class PyramidSource(ImageSource):
         size: tuple[int, int],
         cache_dir: Path | None,
         tile_cache: TileLRU,
+        display: Display | None = None,
     ) -> None:
         super().__init__(path, pyramid_levels(*size), fmt)
+        self.display = display
         self._size = size
         self._cache_dir = cache_dir
         self._tile_cache = tile_cache
@@ -182,14 +229,15 @@ class PyramidSource(ImageSource):
                 raise ImageReadError(f"{self.path}: the image source is closed", self.path)
             tiff = None
             if self._cache_dir is not None:
-                target = _cache.cache_path(self._cache_dir, self.path, "pyramid", ".tif")
+                key = "" if self.display is None else self.display.key  # one pyramid per display setting
+                target = _cache.cache_path(self._cache_dir, self.path, f"pyramid{key}", ".tif")
                 tiff = self._open_pyramid(target) if target.exists() else None
             else:
                 fd, name = tempfile.mkstemp(prefix="dbn-pyramid-", suffix=".tif")
                 os.close(fd)
                 target = self._temp = Path(name)
             if tiff is None:
-                build_pyramid(self.path, self.format, self._size, target)
+                build_pyramid(self.path, self.format, self._size, target, self.display)
                 tiff = self._open_pyramid(target)
                 if tiff is None:  # pragma: no cover - we just wrote it: only a failing disk gets here
                     raise ImageReadError(f"{self.path}: cannot read back its pyramid {target}", self.path)
@@ -201,6 +249,20 @@ class PyramidSource(ImageSource):
 
     def _read(self, level: int, x: int, y: int, w: int, h: int) -> U8:
         return self.pyramid()._read(level, x, y, w, h)
+
+    def raw_samples(self, max_side: int) -> Any:
+        """Raw samples point-sampled from one more sequential decode of the source."""
+        vips = _pyvips()
+        try:
+            im = vips.Image.new_from_file(str(self.path), access="sequential", fail_on="error")
+            step = max(1, -(-max(im.width, im.height) // max_side))
+            small = im.subsample(step, step, point=True) if step > 1 else im
+            return strided(np.asarray(small.numpy()), max_side)
+        except vips.Error as exc:
+            reason = " ".join(str(exc.detail or exc.message).split())[:300]
+            raise ImageReadError(
+                f"{self.path}: cannot decode the {self.format.upper()} pixels ({reason})", self.path
+            ) from exc
 
     def overview(self, max_side: int) -> U8:
         self.pyramid()  # the levels are final once the file exists

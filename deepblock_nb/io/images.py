@@ -21,6 +21,17 @@ floats are read as 0..1, greyscale is repeated on three channels, palettes are
 expanded, CMYK is converted with ``(255 - C) * (255 - K) / 255``, and alpha is
 composited on white.
 
+Display (``open_image(..., display=...)``; rules in ``deepblock_nb.io.display``):
+a ``Display`` chooses the bands shown (3 as RGB, 1 as grey) and an intensity
+window ``(lo, hi)`` in sample units mapped linearly to 0..255 and clipped, applied
+by every reader inside that same conversion (TIFF tiles, Pillow decodes, libvips
+streams), so the viewer, training and prediction see the same pixels. ``"auto"``
+measures the default (``measure_samples``: robust percentiles of the raw samples
+of a small overview, never the whole image) for samples wider than 8 bits; 8-bit
+images read exactly as without a setting. Caches are named by the setting: the
+LRU keys of decoded tiles and the derived files under ``cache_dir`` never mix two
+settings.
+
 Windows must lie fully inside the level and be non-empty; anything else raises
 ``WindowError`` (a ``ValueError``). Decoded tiles are kept in one LRU shared by
 all sources (``set_tile_cache_bytes``). Sources are safe to read from several
@@ -31,12 +42,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deepblock_nb.errors import ImageReadError, UnsupportedFormatError
+from deepblock_nb.errors import ArgumentError, ImageReadError, UnsupportedFormatError
 from deepblock_nb.io import _checks
 from deepblock_nb.io._base import ImageInfo, ImageSource, WindowError, level_for
 from deepblock_nb.io._lru import DEFAULT_TILE_CACHE_BYTES, TileLRU, shared_tile_cache
 from deepblock_nb.io._raster import open_raster, probe_pillow, probe_svg
 from deepblock_nb.io._tiff import TiffSource, probe_tiff
+from deepblock_nb.io.display import (
+    SAMPLE_SIDE,
+    Display,
+    SampleStats,
+    colour_of,
+    is_wide,
+    measure_windows,
+    resolve,
+)
 
 __all__ = [
     "DEFAULT_TILE_CACHE_BYTES",
@@ -48,6 +68,7 @@ __all__ = [
     "clear_tile_cache",
     "detect_format",
     "level_for",
+    "measure_samples",
     "open_image",
     "probe_image",
     "set_tile_cache_bytes",
@@ -142,6 +163,7 @@ def open_image(
     cache_dir: str | Path | None = None,
     cache_bytes: int | None = None,
     max_pixels: float | None = None,
+    display: Display | str | None = None,
 ) -> ImageSource:
     """Open an image for windowed reading as 8-bit RGB.
 
@@ -154,6 +176,9 @@ def open_image(
         cache_bytes: ``None`` shares the module-wide decoded-tile LRU; a number
             gives this source a private LRU of that many bytes (0: no caching).
         max_pixels: pixel limit; defaults to ``MAX_PIXELS``.
+        display: bands and intensity window applied in the conversion to 8 bits;
+            ``"auto"`` measures the default (``measure_samples``, then
+            ``display.resolve``); None: the data type's range (as 8-bit images are).
 
     Returns:
         An ``ImageSource`` (a context manager; ``close()`` releases the file).
@@ -161,13 +186,40 @@ def open_image(
     p = _resolve(path)
     fmt = detect_format(p)
     limit = MAX_PIXELS if max_pixels is None else max_pixels
+    if isinstance(display, str):
+        if display != "auto":
+            raise ArgumentError(f"display is a Display, 'auto' or None, not {display!r}")
+        display = resolve(measure_samples(p, cache_dir, limit))
+    if display is not None and display.is_default:
+        display = None
     lru = shared_tile_cache if cache_bytes is None else TileLRU(cache_bytes)
     if fmt == "tiff":
-        source = TiffSource(p, limit, lru)
+        source = TiffSource(p, limit, lru, display)
         source.cache_dir = None if cache_dir is None else Path(cache_dir)
         return source
     info = probe_svg(p, limit) if fmt == "svg" else probe_pillow(p, fmt, limit)
-    return open_raster(p, fmt, info, None if cache_dir is None else Path(cache_dir), lru)
+    return open_raster(p, fmt, info, None if cache_dir is None else Path(cache_dir), lru, display)
+
+
+def measure_samples(
+    path: str | Path, cache_dir: str | Path | None = None, max_pixels: float | None = None
+) -> SampleStats:
+    """What the display defaults need of an image: sample type, bands, colour kind and,
+    for samples wider than 8 bits, each band's robust window (``display.AUTO_PERCENTILES``)
+    measured on the raw samples of an overview about ``display.SAMPLE_SIDE`` pixels a side
+    (a pyramid level, a strided read or a spread of tiles; never the whole image).
+    """
+    info = probe_image(path, max_pixels)
+    colour = colour_of(info.mode)
+    windows = None
+    if is_wide(info.dtype) and colour != "palette":
+        with open_image(path, cache_dir, cache_bytes=0, max_pixels=max_pixels) as source:
+            samples = source.raw_samples(SAMPLE_SIDE)
+        if samples is not None:
+            windows = measure_windows(samples)
+            if len(windows) < info.bands:  # a reader holding fewer bands than the header says
+                windows = windows + (windows[-1],) * (info.bands - len(windows))
+    return SampleStats(info.dtype, info.bands, colour, windows)
 
 
 def set_tile_cache_bytes(max_bytes: int) -> None:

@@ -3,6 +3,8 @@
 The dataset takes plain :class:`TileItem` records (no project), reads pixels
 through the bounded-memory readers of :mod:`deepblock_nb.io.images` and keeps a
 few sources open per worker thread (an LRU), so a tile never reopens its image.
+Each item carries its image's display setting (bands, intensity window), which
+the reader applies exactly as the viewer and prediction do.
 Each sample is one tile at the image's own resolution (the model magnifies it
 by its fixed ``input_scale``), or resized so its longer side is ``tile_size``
 pixels when a size is given.
@@ -27,6 +29,7 @@ import torch
 from PIL import Image
 
 from deepblock_nb.errors import DeepBlockError, ImageReadError
+from deepblock_nb.io.display import Display
 
 __all__ = [
     "Augment",
@@ -52,6 +55,8 @@ class TileItem:
             the whole image, the dataset clips them to the window it reads.
         category_ids: ``(N,)`` int category ids of those boxes.
         image_size: ``(width, height)`` of the image, to clamp jittered windows.
+        display: the image's effective display setting (``Project.display``);
+            None: the data type's range.
     """
 
     image_path: Path
@@ -59,6 +64,7 @@ class TileItem:
     xyxy: npt.NDArray[np.float64]
     category_ids: npt.NDArray[np.int64]
     image_size: tuple[int, int]
+    display: Display | None = None
 
 
 @dataclass(frozen=True)
@@ -147,24 +153,29 @@ class _OpenSources:
         self.max_open = max_open
         self.cache_dir = cache_dir
         self._local = threading.local()
-        self._all: list[OrderedDict[Path, Any]] = []
+        self._all: list[OrderedDict[tuple[Path, Display | None], Any]] = []
         self._lock = threading.Lock()
 
-    def get(self, path: Path) -> Any:
+    def get(self, path: Path, display: Display | None = None) -> Any:
         from deepblock_nb.io.images import open_image
 
-        lru: OrderedDict[Path, Any] | None = getattr(self._local, "lru", None)
+        key = (path, display)  # one source per setting: it converts as it decodes
+        lru: OrderedDict[tuple[Path, Display | None], Any] | None = getattr(self._local, "lru", None)
         if lru is None:
             lru = OrderedDict()
             self._local.lru = lru
             with self._lock:
                 self._all.append(lru)
-        src = lru.get(path)
+        src = lru.get(key)
         if src is not None:
-            lru.move_to_end(path)
+            lru.move_to_end(key)
             return src
-        src = open_image(path, self.cache_dir)
-        lru[path] = src
+        src = (
+            open_image(path, self.cache_dir)
+            if display is None
+            else open_image(path, self.cache_dir, display=display)
+        )
+        lru[key] = src
         while len(lru) > self.max_open:
             _, old = lru.popitem(last=False)
             old.close()
@@ -276,7 +287,7 @@ class TileDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
         if x1 <= x0 or y1 <= y0:
             return out
         try:
-            src = self._sources.get(it.image_path)
+            src = self._sources.get(it.image_path, it.display)
             region = np.asarray(src.read_region(x0, y0, x1 - x0, y1 - y0))
         except DeepBlockError:
             raise

@@ -22,13 +22,13 @@ from deepblock_nb.core.tiling import suggest_grid as _suggest_grid
 from deepblock_nb.core.tiling import tile_windows
 from deepblock_nb.errors import (
     ArgumentError,
-    ImageReadError,
     ProjectError,
     ProjectExistsError,
     ProjectNotFoundError,
     RecordNotFoundError,
 )
-from deepblock_nb.io.images import ImageSource, open_image
+from deepblock_nb.io.display import Display
+from deepblock_nb.io.images import ImageSource
 from deepblock_nb.jobs import Job, JobQueue
 from deepblock_nb.project._annotations import AnnotationIO, ImportReport
 from deepblock_nb.project._checks import (
@@ -39,8 +39,8 @@ from deepblock_nb.project._checks import (
     check_split,
     check_threshold,
     clip_checked,
-    tile_window,
 )
+from deepblock_nb.project._images import ImageService
 from deepblock_nb.project._prediction import Prediction
 from deepblock_nb.project._training import Training
 from deepblock_nb.store import Category, Database, Events, Grid, ImageRecord, Store
@@ -83,6 +83,7 @@ class Project:
         self._events = Events()
         self._jobs = JobQueue(name=f"deepblock-jobs-{path.name}")
         self._jobs.on_job(lambda job: self._emit("jobs", job=job))
+        self._images = ImageService(self)
         self._training = Training(self)
         self._prediction = Prediction(self)
         self._annotation_io = AnnotationIO(self)
@@ -254,31 +255,14 @@ class Project:
         names: Sequence[str] | None = None,
     ) -> list[ImageRecord]:
         """Add several images all-or-nothing: if any file is bad, none is added."""
-        split = check_split(split)
-        if isinstance(sources, (str, Path, bytes, bytearray, np.ndarray)):
-            raise ArgumentError("add_images takes a list of sources; use add_image for one")
-        sources = list(sources)
-        if names is not None and len(names) != len(sources):
-            raise ArgumentError(f"got {len(names)} names for {len(sources)} images")
-        with self._staging() as staging:
-            entries = [
-                staging.stage(src, copy, None if names is None else names[i]) for i, src in enumerate(sources)
-            ]
-            with self._store.write():
-                ids = self._insert_images(staging, entries, split)
-        return [self.image(i) for i in ids]
+        return self._images.add_images(sources, split, copy, names)
 
     def _staging(self) -> Staging:
-        return Staging(self.path, self._store.images.name_taken)
+        return self._images.staging()
 
     def _insert_images(self, staging: Staging, entries: list[dict[str, Any]], split: str) -> list[int]:
         """Record staged images inside the caller's transaction and announce them after it."""
-        staging.check_names(entries)
-        ids = self._store.images.insert(entries, split)
-        staging.commit(entries)  # temporary names become final inside the transaction
-        if ids:
-            self._emit("images", action="added", images=[self.image(i) for i in ids])
-        return ids
+        return self._images.insert(staging, entries, split)
 
     def remove_image(self, image: ImageLike) -> None:
         """Remove an image with its boxes and predictions; a copied file is deleted too."""
@@ -307,16 +291,7 @@ class Project:
         reviewed, training reads only its tiles holding boxes and those inside reviewed tiles, and
         Evaluate scores it only inside its reviewed tiles (boxes centred there). Event: "images",
         action "tile_reviewed"."""
-        if not isinstance(reviewed, bool):
-            raise ArgumentError(f"reviewed is True or False, not {reviewed!r}")
-        rec = self.image(image)
-        if tile is None:
-            self._store.images.set_reviewed(rec.id, reviewed)
-        else:
-            self._store.reviews.set(rec.id, tile_window(rec, tile), reviewed)
-        new = self.image(rec.id)
-        self._emit("images", action="reviewed" if tile is None else "tile_reviewed", images=[new])
-        return new
+        return self._images.set_reviewed(image, reviewed, tile)
 
     def reviewed_tiles(self, image: ImageLike) -> list[tuple[int, int, int, int]]:
         """Windows ``(x, y, w, h)`` (image pixels) of the image's reviewed tiles, top to bottom."""
@@ -324,17 +299,35 @@ class Project:
         return [tuple(int(v) for v in w) for w in windows]  # type: ignore[misc]
 
     def open_image(self, image: ImageLike, cache_bytes: int | None = None) -> ImageSource:
-        """The image's pixels through a bounded-memory reader (derived caches under cache/).
+        """The image's pixels through a bounded-memory reader (derived caches under cache/),
+        converted to 8-bit RGB under its display setting (:meth:`display`).
 
         ``cache_bytes`` gives this reader a private decoded-tile cache of that size
         instead of the shared one (a one-pass stream needs little).
         """
-        rec = self.image(image)
-        if not rec.path.is_file():
-            raise ImageReadError(
-                f"{rec.path}: the file of image {rec.name!r} is missing (was it moved or deleted?)", rec.path
-            )
-        return open_image(rec.path, cache_dir=self.path / "cache", cache_bytes=cache_bytes)
+        return self._images.open_image(image, cache_bytes)
+
+    def set_display(self, image: ImageLike, bands: Any = None, window: Any = None) -> ImageRecord:
+        """Choose how an image's samples are shown, and so read by training and prediction.
+
+        Args:
+            bands: 3 band indices shown as red, green, blue, or 1 shown as grey; None: the default
+                (the file's colours; bands 0, 1, 2 of a greyscale image of 3 or more bands wider than 8 bits).
+            window: the intensity window in sample units, mapped linearly lo -> 0, hi -> 255 and clipped:
+                ``(lo, hi)`` for every shown band, a list of one ``(lo, hi)`` per shown band, or "auto"
+                (None): robust percentiles (0.5 %, 99.5 %) of the raw samples of a small overview for
+                samples wider than 8 bits; 8-bit images are read as they are.
+
+        Raises DisplayError (an ArgumentError) naming the image and the problem (a band it lacks,
+        lo >= hi, a non-finite bound, a palette image); nothing is changed then. Event: "images", action
+        "display". Rules: ``deepblock_nb.io.display``.
+        """
+        return self._images.set_display(image, bands, window)
+
+    def display(self, image: ImageLike) -> Display:
+        """The effective display setting of an image: the bands and the window every read applies
+        (the "auto" window measured once and kept in the project)."""
+        return self._images.display(image)
 
     # -- annotations ----------------------------------------------------------
     def annotations(self, image: ImageLike) -> Detections:

@@ -143,6 +143,8 @@ class Training:
     def _tile_items(self, split: str, category_ids: list[int]) -> list[TileItem]:
         """The training tiles of ``split``'s images (grid windows, image pixels).
 
+        Each item carries its image's display setting (``project.display``), so training reads
+        the pixels the viewer and prediction read.
         Every tile of an image reviewed as a whole, or of one with boxes and no reviewed tiles.
         An image with reviewed tiles and not reviewed as a whole gives only its tiles that hold
         (overlap) a box and those inside a reviewed tile's window (``store.reviews.windows_inside``):
@@ -165,9 +167,12 @@ class Training:
                     continue  # never labelled: its objects must not train as background
             keep = np.isin(det.class_id, category_ids)
             xyxy, cids = det.xyxy[keep], det.class_id[keep]
+            display = self._p.display(rec)
             for window in windows:
                 x, y, w, h = (int(v) for v in window)
-                items.append(TileItem(Path(rec.path), (x, y, w, h), xyxy, cids, (rec.width, rec.height)))
+                items.append(
+                    TileItem(Path(rec.path), (x, y, w, h), xyxy, cids, (rec.width, rec.height), display)
+                )
         return items
 
     def _store_history(self, run_id: int, rows: list[dict[str, Any]]) -> None:

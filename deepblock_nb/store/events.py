@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 #: topic -> the keyword arguments every callback of that topic receives (besides ``topic``)
 PAYLOADS: dict[str, tuple[str, ...]] = {
     # images: list[ImageRecord] (after "removed": the records as they were; after
-    # "tile_reviewed": the image whose reviewed tiles changed, see Reviews.of_image)
+    # "tile_reviewed": the image whose reviewed tiles changed, see Reviews.of_image;
+    # after "display": the image whose bands or intensity window changed)
     "images": ("action", "images"),
     # image: ImageRecord | None (None: several images, e.g. an import); ids: box ids or None
     "annotations": ("action", "image", "ids"),
@@ -43,7 +44,7 @@ PAYLOADS: dict[str, tuple[str, ...]] = {
 
 #: topic -> the values its ``action`` takes
 ACTIONS: dict[str, tuple[str, ...]] = {
-    "images": ("added", "removed", "split", "reviewed", "tile_reviewed"),
+    "images": ("added", "removed", "split", "reviewed", "tile_reviewed", "display"),
     "annotations": ("added", "updated", "deleted", "imported"),
     "categories": ("added", "renamed", "recolored", "removed"),
     "predictions": ("stored", "cleared"),

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from deepblock_nb.errors import PathError
+from deepblock_nb.io.display import DisplaySetting
 from deepblock_nb.store.database import Database
 from deepblock_nb.store.records import Grid, ImageRecord
 
@@ -15,7 +16,7 @@ __all__ = ["Images", "StagedImage"]
 
 _COLUMNS = (
     "id, name, path, copied, hash, size, width, height, format, split, grid_rows, grid_cols, grid_overlap, "
-    "reviewed"
+    "reviewed, display"
 )
 
 #: what an insert needs of one image (built by the project's file staging)
@@ -51,6 +52,7 @@ class Images:
             size=int(r["size"]),
             copied=bool(r["copied"]),
             reviewed=r["reviewed"] is not None,
+            display=DisplaySetting.from_json(r["display"]),
         )
 
     def all(self, split: str | None = None) -> list[ImageRecord]:
@@ -117,6 +119,20 @@ class Images:
                 "UPDATE images SET reviewed = ? WHERE id = ?",
                 (time.time() if reviewed else None, int(image_id)),
             )
+
+    def set_display(self, image_id: int, setting: DisplaySetting) -> None:
+        """Store the user's display setting (the default is stored as NULL: "auto")."""
+        with self._db.write() as cx:
+            cx.execute("UPDATE images SET display = ? WHERE id = ?", (setting.to_json(), int(image_id)))
+
+    def display_stats(self, image_id: int) -> str | None:
+        """The JSON of the sample statistics measured for the "auto" window, or None."""
+        row = self._db.one("SELECT display_stats FROM images WHERE id = ?", (int(image_id),))
+        return None if row is None else row["display_stats"]
+
+    def set_display_stats(self, image_id: int, stats_json: str) -> None:
+        with self._db.write() as cx:
+            cx.execute("UPDATE images SET display_stats = ? WHERE id = ?", (stats_json, int(image_id)))
 
     def set_grid(self, image_id: int, grid: Grid | None) -> None:
         values = (None, None, None) if grid is None else (int(grid.rows), int(grid.cols), float(grid.overlap))

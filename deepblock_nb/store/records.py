@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from deepblock_nb.core.tiling import tile_windows
+from deepblock_nb.io.display import DisplaySetting
 
 __all__ = ["SPLITS", "Category", "Grid", "ImageRecord"]
 
@@ -65,6 +66,8 @@ class ImageRecord:
     are full-resolution pixels; ``grid`` is None until the image is divided.
     ``reviewed``: a user marked the image done, so its boxes (maybe none) are
     complete: without boxes it is a true negative in training and Evaluate.
+    ``display``: the user's bands and intensity window (``DisplaySetting``; the
+    default is "auto"); ``Project.display`` gives the effective one.
     """
 
     id: int
@@ -79,6 +82,7 @@ class ImageRecord:
     size: int
     copied: bool
     reviewed: bool = False
+    display: DisplaySetting = field(default_factory=DisplaySetting)
 
     @property
     def image_wh(self) -> tuple[int, int]:

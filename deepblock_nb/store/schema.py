@@ -112,6 +112,14 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (image_id, x, y, w, h)
     );
     """,
+    # 4 -> 5: how an image is displayed (and so read by training and prediction):
+    # the user's bands and intensity window as JSON (NULL: "auto"), and the
+    # per-band sample statistics its "auto" window was measured from, kept so the
+    # same window serves every later read (NULL: not measured yet).
+    """
+    ALTER TABLE images ADD COLUMN display TEXT;
+    ALTER TABLE images ADD COLUMN display_stats TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -109,6 +109,14 @@ class ImageView:
         self.viewport = fit((rec.width, rec.height), self.canvas_wh)
         self.redraw()
 
+    def reload_pixels(self) -> None:
+        """Open the shown image again (its display setting changed), keeping the view."""
+        if self.image is not None:
+            viewport = self.viewport
+            self.show(self.image.id)
+            self.viewport = viewport
+            self.redraw()
+
     def refresh_record(self) -> None:
         """Re-read the image record (after its grid changed) without moving the view."""
         if self.image is not None:

@@ -98,6 +98,7 @@ class Labeler(W.VBox):
         self._categories_throttle = own(Throttle(self._refresh_categories_and_boxes, interval))
         self._boxes_throttle = own(Throttle(self._reload_boxes, interval))
         self._grid_throttle = own(Throttle(self._refresh_grid, interval))
+        self._pixels_throttle = own(Throttle(self.view.reload_pixels, interval))  # display changed
 
         self.split = W.Dropdown(options=_SPLIT_OPTIONS, value=split or "all", layout=W.Layout(width="130px"))
         self.image_list = W.Dropdown(description="Image", layout=W.Layout(width="300px"))
@@ -319,6 +320,8 @@ class Labeler(W.VBox):
         shown = self.image
         if action == "tile_reviewed" and shown is not None and shown.id in [r.id for r in images]:
             self._grid_throttle()  # its reviewed tiles changed: outlines and "tile done"
+        if action == "display" and shown is not None and shown.id in [r.id for r in images]:
+            self._pixels_throttle()  # its bands or intensity window changed
 
     def _on_categories(self, topic: str, **payload: Any) -> None:
         self._categories_throttle()
