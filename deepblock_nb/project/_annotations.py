@@ -1,4 +1,5 @@
-"""Import and export of annotation files (COCO JSON, YOLO txt, Pascal VOC XML).
+"""Import and export of annotation files (COCO JSON, YOLO txt, Pascal VOC XML; export
+also GeoJSON and GeoPackage, see ``_geo``).
 
 Imports are all-or-nothing: the file is read and checked completely, the images
 it needs are found and probed, and only then are categories, images and boxes
@@ -27,15 +28,18 @@ from deepblock_nb.io.annotations import (
 )
 from deepblock_nb.io.images import probe_image
 from deepblock_nb.project._checks import clip_checked
+from deepblock_nb.project._geo import MAP_FORMATS, write_map_file
 from deepblock_nb.store import ImageRecord, ImportedBox
 from deepblock_nb.store.files import within
 
 if TYPE_CHECKING:
     from deepblock_nb.project._project import Project
 
-__all__ = ["FORMATS", "AnnotationIO", "ImportReport"]
+__all__ = ["EXPORT_FORMATS", "FORMATS", "AnnotationIO", "ImportReport"]
 
 FORMATS = ("coco", "yolo", "voc")
+#: export also writes map formats (read back by GIS tools, not by import_annotations)
+EXPORT_FORMATS = (*FORMATS, *MAP_FORMATS)
 _IMAGE_SUFFIXES = (".png", ".apng", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".ico", ".jp2", ".svg")
 
 
@@ -98,9 +102,11 @@ class AnnotationIO:
 
     def export_annotations(self, path: str | Path, format: str, split: str | None) -> Path:
         path = Path(path).expanduser()
-        fmt = _check_format(format)
+        fmt = _check_format(format, EXPORT_FORMATS, path)
         aset = self._annotation_set(split)
-        if fmt == "coco":
+        if fmt in MAP_FORMATS:
+            write_map_file(fmt, path, aset, self._p.images(split))
+        elif fmt == "coco":
             write_coco(
                 path,
                 aset,
@@ -269,8 +275,9 @@ class AnnotationIO:
         return clipped, list(item.category), src, int(changed.sum())
 
 
-def _check_format(fmt: str) -> str:
+def _check_format(fmt: str, choices: tuple[str, ...] = FORMATS, path: Path | None = None) -> str:
     f = str(fmt).lower().replace("pascal_voc", "voc").replace("pascal-voc", "voc")
-    if f not in FORMATS:
-        raise ArgumentError(f"unknown annotation format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if f not in choices:
+        where = f"{path.name}: " if path is not None else ""
+        raise ArgumentError(f"{where}unknown annotation format {fmt!r}; choose from {', '.join(choices)}")
     return f

@@ -25,6 +25,7 @@ from deepblock_nb.errors import (
     RecordNotFoundError,
 )
 from deepblock_nb.project._checks import check_threshold
+from deepblock_nb.project._geo import MAP_FORMATS, write_map_file
 from deepblock_nb.store import ImageRecord
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["ImageFailures", "Prediction"]
 
 CHECKPOINTS = ("best.pt", "last.pt")
+PREDICTION_FORMATS = ("coco", "csv", *MAP_FORMATS)
 STREAM_CACHE_BYTES = 64 * 2**20
 
 
@@ -341,8 +343,11 @@ class Prediction:
 
         path = Path(path)
         fmt = str(format).lower()
-        if fmt not in ("coco", "csv"):
-            raise FormatError(f"{path.name}: unknown prediction format {format!r}; use 'coco' or 'csv'", path)
+        if fmt not in PREDICTION_FORMATS:
+            raise FormatError(
+                f"{path.name}: unknown prediction format {format!r}; use one of {', '.join(PREDICTION_FORMATS)}",
+                path,
+            )
         cats = self._p.categories
         name_of = {c.id: c.name for c in cats}
         records = []
@@ -363,6 +368,9 @@ class Prediction:
         results = AnnotationSet([c.name for c in cats], records, category_ids={c.name: c.id for c in cats})
         if fmt == "csv":
             write_csv(path, results)
+            return path
+        if fmt in MAP_FORMATS:
+            write_map_file(fmt, path, results, recs)
             return path
         ref = (
             Path(reference_path)

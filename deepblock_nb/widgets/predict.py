@@ -30,6 +30,9 @@ __all__ = ["PredictPanel", "to_percent", "unique_name"]
 
 #: where uploads are written before they are added (under the project folder)
 UPLOAD_STAGING = Path("cache") / "uploads"
+#: file suffix and MIME type of each download's format (COCO JSON otherwise)
+EXPORT_SUFFIX = {"csv": ".csv", "geojson": ".geojson"}
+EXPORT_MIME = {"csv": "text/csv", "geojson": "application/geo+json"}
 
 
 def to_percent(threshold: float) -> float:
@@ -55,9 +58,10 @@ class PredictPanel(JobPanel):
     (``split="predict"``); "Remove image" removes the shown one. "Predict" runs
     ``project.predict`` in the background (this image or all); the threshold slider
     (percent, 0..100) sets ``project.threshold`` (0..1) and redraws from the stored
-    predictions without running the model again; "Download JSON" / "Download CSV"
-    write the predictions at the threshold and save them in the browser, one click
-    each. Project and job events (from any thread) are shown on the UI thread, at
+    predictions without running the model again; "Download JSON" / "Download CSV" /
+    "Download GeoJSON" write the predictions at the threshold and save them in the
+    browser, one click each (GeoJSON in longitude/latitude for GeoTIFFs, else in
+    pixels). Project and job events (from any thread) are shown on the UI thread, at
     most once per ``interval`` seconds.
     """
 
@@ -112,6 +116,7 @@ class PredictPanel(JobPanel):
         # one click each: the file is made in the kernel and saved by the browser
         self.download_json = DownloadButton(lambda: self._export_bytes("coco"), "Download JSON")
         self.download_csv = DownloadButton(lambda: self._export_bytes("csv"), "Download CSV")
+        self.download_geojson = DownloadButton(lambda: self._export_bytes("geojson"), "Download GeoJSON")
         self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0, layout=W.Layout(width="300px"))
         self.status = W.HTML()
         self.info = W.HTML()
@@ -145,7 +150,7 @@ class PredictPanel(JobPanel):
                 W.HBox([self.image_list, zoom_out, zoom_in, fit_button, self.remove_button]),
                 W.HBox([self.scope, self.accurate, self.predict_button, self.stop_button, self.clear_button]),
                 W.HBox([self.progress, self.status]),
-                W.HBox([self.threshold, self.download_json, self.download_csv]),
+                W.HBox([self.threshold, self.download_json, self.download_csv, self.download_geojson]),
                 self.view.canvas,
                 self.info,
             ],
@@ -356,9 +361,10 @@ class PredictPanel(JobPanel):
     # -- export ----------------------------------------------------------------------------
     def export(self, path: str | Path | None = None, format: str = "coco") -> Path:
         """Write the predictions at the current threshold: COCO JSON (default
-        ``<project>/exports/predictions.json``, with its reference file beside it) or
-        ``format="csv"`` (``predictions.csv``)."""
-        suffix = ".csv" if format == "csv" else ".json"
+        ``<project>/exports/predictions.json``, with its reference file beside it),
+        ``format="csv"`` (``predictions.csv``) or ``format="geojson"``
+        (``predictions.geojson``)."""
+        suffix = EXPORT_SUFFIX.get(format, ".json")
         default = Path(self.project.path) / "exports" / f"predictions{suffix}"
         path = Path(path) if path is not None else default
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -366,7 +372,7 @@ class PredictPanel(JobPanel):
 
     def _export_bytes(self, format: str) -> tuple[str, bytes, str]:
         path = self.export(format=format)
-        return path.name, path.read_bytes(), "text/csv" if format == "csv" else "application/json"
+        return path.name, path.read_bytes(), EXPORT_MIME.get(format, "application/json")
 
     def close(self) -> None:
         super().close()  # cancels the throttles first: nothing draws on a closed view
@@ -374,3 +380,4 @@ class PredictPanel(JobPanel):
         self.webcam.close()
         self.download_json.close()
         self.download_csv.close()
+        self.download_geojson.close()

@@ -258,3 +258,25 @@ def test_a_download_error_is_shown_and_nothing_is_sent() -> None:
     assert sent == [] and button.status == "download failed: disk full" and not button.busy
     with pytest.raises(dbn.DeepBlockError, match="provider must be callable"):
         DownloadButton("not a function")  # type: ignore[arg-type]
+
+
+def test_download_geojson(wproject: dbn.Project) -> None:
+    big = wproject.images("predict")[0]
+    panel = PredictPanel(wproject)
+    seed_predictions(wproject, big, np.array([[10, 10, 50, 50], [60, 60, 90, 90]], float), [1, 2], [0.9, 0.3])
+    panel.threshold.value = 50
+    sent: list[tuple[dict[str, Any], list[bytes]]] = []
+    panel.download_geojson.send = lambda content, buffers=None: sent.append(
+        (content, [bytes(b) for b in buffers or []])
+    )
+    assert panel.download_geojson.description == "Download GeoJSON"
+    panel.download_geojson._on_message(panel.download_geojson, {"event": "request"}, [])  # the page's click
+    ((content, (data,)),) = sent
+    assert content == {"event": "file", "name": "predictions.geojson", "mime": "application/geo+json"}
+    doc = json.loads(data)
+    assert doc == json.loads((wproject.path / "exports" / "predictions.geojson").read_text())
+    (feature,) = doc["features"]  # the 0.3 box is under the threshold
+    assert feature["properties"]["score"] == 0.9 and feature["properties"]["crs"] == "pixel"
+    assert big.name in doc["note"]  # a JPEG: pixel coordinates, and the file says so
+    assert "saved predictions.geojson" in panel.download_geojson.status
+    panel.close()

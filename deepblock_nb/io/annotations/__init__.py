@@ -1,4 +1,5 @@
-"""Annotation files in and out: COCO, COCO results, YOLO, Pascal VOC and CSV.
+"""Annotation files in and out: COCO, COCO results, YOLO, Pascal VOC and CSV; out only:
+GeoJSON and GeoPackage (map coordinates of georeferenced images, see :mod:`.geojson`).
 
 Every reader returns an :class:`AnnotationSet` of :class:`AnnotatedImage` records
 (xyxy pixels of the original image, origin top-left, category names) and raises
@@ -10,6 +11,8 @@ them: clipping to the image is the caller's job.
 from ._common import xywh_to_xyxy, xyxy_to_xywh
 from ._records import AnnotatedImage, AnnotationSet
 from .coco import read_coco, write_coco
+from .geojson import write_geojson
+from .gpkg import write_gpkg
 from .results import read_coco_results, read_csv, write_coco_results, write_csv
 from .voc import read_voc, write_voc
 from .yolo import read_yolo, read_yolo_classes, write_yolo
@@ -26,6 +29,8 @@ __all__ = [
     "write_coco",
     "write_coco_results",
     "write_csv",
+    "write_geojson",
+    "write_gpkg",
     "write_voc",
     "write_yolo",
     "xywh_to_xyxy",
