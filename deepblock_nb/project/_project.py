@@ -435,7 +435,8 @@ class Project:
         )
 
     def export_annotations(self, path: str | Path, format: str = "coco", split: str | None = None) -> Path:
-        """Write the project's boxes: a COCO JSON file, or a folder for YOLO / VOC.
+        """Write the project's boxes: a COCO JSON file, a folder for YOLO / VOC, or a map file
+        (``"geojson"`` or ``"gpkg"``, as :meth:`export_predictions` without scores).
 
         COCO keeps the project's category and image ids; boxes imported from COCO
         and not edited since are written with exactly the floats they came with.
@@ -647,6 +648,9 @@ class Project:
         the project's image and category ids, plus a reference file naming them (``reference_path``, default
         ``<name>.reference.json`` beside it; read both back with ``io.annotations.read_coco_results``).
         ``format="csv"``: one row per box, ``file_name, category, x1, y1, x2, y2, score``.
+        ``format="geojson"``: RFC 7946, one Polygon per box in WGS 84 lon/lat for georeferenced GeoTIFFs
+        (the ``geo`` extra: pyproj), in pixels with a top-level ``"note"`` for other images; ``"gpkg"``: a
+        GeoPackage in each raster's own CRS (pyogrio). Properties: image, category, score, x1..y2.
 
         Returns:
             The path written.
