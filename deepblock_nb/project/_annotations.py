@@ -9,7 +9,9 @@ written, in one transaction. Boxes partly outside their image are clipped to it
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,13 +21,15 @@ from deepblock_nb.errors import ArgumentError, FormatError, ImageReadError, Path
 from deepblock_nb.io.annotations import (
     AnnotatedImage,
     AnnotationSet,
+    DatasetImage,
     read_coco,
     read_voc,
     read_yolo,
     write_coco,
     write_voc,
-    write_yolo,
+    write_yolo_dataset,
 )
+from deepblock_nb.io.annotations.yolo import is_yolo_dataset
 from deepblock_nb.io.images import probe_image
 from deepblock_nb.project._checks import clip_checked
 from deepblock_nb.project._geo import MAP_FORMATS, write_map_file
@@ -40,6 +44,8 @@ __all__ = ["EXPORT_FORMATS", "FORMATS", "AnnotationIO", "ImportReport"]
 FORMATS = ("coco", "yolo", "voc")
 #: export also writes map formats (read back by GIS tools, not by import_annotations)
 EXPORT_FORMATS = (*FORMATS, *MAP_FORMATS)
+#: the folder of each split in an Ultralytics dataset (``images/<folder>``, ``labels/<folder>``)
+YOLO_FOLDERS = {"train": "train", "evaluate": "val", "predict": "test"}
 _IMAGE_SUFFIXES = (".png", ".apng", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".ico", ".jp2", ".svg")
 
 
@@ -87,11 +93,12 @@ class AnnotationIO:
     ) -> ImportReport:
         path = Path(path).expanduser()
         fmt = _check_format(format)
-        base = (
-            Path(images_dir).expanduser()
-            if images_dir is not None
-            else (path if path.is_dir() else path.parent)
-        )
+        if images_dir is not None:
+            base = Path(images_dir).expanduser()
+        elif fmt == "yolo" and is_yolo_dataset(path):
+            base = path / "images"  # label stems are <split>/<stem>, as are the images under it
+        else:
+            base = path if path.is_dir() else path.parent
         if fmt == "coco":
             aset = read_coco(path)
         elif fmt == "voc":
@@ -103,23 +110,64 @@ class AnnotationIO:
     def export_annotations(self, path: str | Path, format: str, split: str | None) -> Path:
         path = Path(path).expanduser()
         fmt = _check_format(format, EXPORT_FORMATS, path)
+        if fmt == "yolo":
+            self._export_yolo(path, split)
+            return path
         aset = self._annotation_set(split)
         if fmt in MAP_FORMATS:
             write_map_file(fmt, path, aset, self._p.images(split))
         elif fmt == "coco":
+            self._add_coco_provenance(aset, split)
             write_coco(
                 path,
                 aset,
                 category_ids={c.name: c.id for c in self._p.categories},
                 image_ids={im.name: im.id for im in self._p.images(split)},
             )
-        elif fmt == "yolo":
-            write_yolo(path, aset)
         else:
             write_voc(path, aset)
         return path
 
     # -- internals ---------------------------------------------------------------
+    def _export_yolo(self, path: Path, split: str | None) -> None:
+        """An Ultralytics dataset of the train and evaluate images (or of ``split``)."""
+        splits: dict[str, list[DatasetImage]] = {}
+        for s in (split,) if split is not None else ("train", "evaluate"):
+            recs = self._p.images(s)
+            if not recs and split is None:
+                continue  # only the splits present
+            aset = self._annotation_set(s)
+            splits[YOLO_FOLDERS[s]] = [
+                DatasetImage(item, self._file(rec), render=partial(self._render, rec))
+                for item, rec in zip(aset.images, recs)
+            ]
+        result = write_yolo_dataset(path, [c.name for c in self._p.categories], splits)
+        for note in result.notes:
+            warnings.warn(note, UserWarning, stacklevel=4)
+
+    @staticmethod
+    def _file(rec: ImageRecord) -> Path:
+        if not rec.path.is_file():
+            raise ImageReadError(
+                f"{rec.path}: the file of image {rec.name!r} is missing (was it moved or deleted?); "
+                "nothing was exported",
+                rec.path,
+            )
+        return rec.path
+
+    def _render(self, rec: ImageRecord) -> np.ndarray:
+        """The whole image as displayed, ``(H, W, 3)`` uint8 (for a dataset's PNG copy)."""
+        with self._p.open_image(rec) as source:
+            return source.read_region(0, 0, rec.width, rec.height)
+
+    def _add_coco_provenance(self, aset: AnnotationSet, split: str | None) -> None:
+        """The ``info``, ``licenses`` and per-image fields kept from COCO imports."""
+        aset.info, aset.licenses = self._store.provenance.coco_header()
+        recs = self._p.images(split)
+        fields = self._store.provenance.coco_image_fields((rec.id, rec.name) for rec in recs)
+        for item, rec in zip(aset.images, recs):
+            item.extra = dict(fields.get(rec.id, {}))
+
     def _annotation_set(self, split: str | None) -> AnnotationSet:
         names = {c.id: c.name for c in self._p.categories}
         images: list[AnnotatedImage] = []
@@ -147,21 +195,23 @@ class AnnotationIO:
         for name in existing:
             if Path(name).stem == Path(stem).name:
                 return name
-        for suffix in _IMAGE_SUFFIXES:
-            for candidate in (f"{stem}{suffix}", f"{stem}{suffix.upper()}"):
-                if (base / candidate).is_file():
-                    return candidate
+        for where in dict.fromkeys((stem, Path(stem).name)):  # "val/a" also as "a" in images_dir
+            for suffix in _IMAGE_SUFFIXES:
+                for candidate in (f"{where}{suffix}", f"{where}{suffix.upper()}"):
+                    if (base / candidate).is_file():
+                        return candidate
         return stem
 
     def _size_by_stem(self, stem: str, base: Path) -> tuple[int, int]:
         for rec in self._p.images():
-            if Path(rec.name).stem == stem:
+            if Path(rec.name).stem == Path(stem).name:
                 return (rec.width, rec.height)
-        for suffix in _IMAGE_SUFFIXES:
-            for candidate in (base / f"{stem}{suffix}", base / f"{stem}{suffix.upper()}"):
-                if candidate.is_file():
-                    info = probe_image(candidate)
-                    return (int(info.width), int(info.height))
+        for where in dict.fromkeys((stem, Path(stem).name)):
+            for suffix in _IMAGE_SUFFIXES:
+                for candidate in (base / f"{where}{suffix}", base / f"{where}{suffix.upper()}"):
+                    if candidate.is_file():
+                        info = probe_image(candidate)
+                        return (int(info.width), int(info.height))
         raise FormatError(
             f"YOLO label {stem}.txt: no image named {stem}.* in the project or in {base}",
             base / f"{stem}.txt",
@@ -247,6 +297,13 @@ class AnnotationIO:
                     for b, c, s in zip(xyxy.tolist(), cats, src_wh)
                 ]
                 report.boxes_added = self._store.annotations.add_imported(boxes)
+                if fmt == "coco":
+                    names = [e["name"] for e in entries] + [rec.name for _, rec in matched]
+                    self._store.provenance.keep_coco(
+                        aset.info,
+                        aset.licenses,
+                        {i: (name, item.extra) for i, name, (item, _, _) in zip(image_ids, names, sized)},
+                    )
                 self._p._emit("annotations", action="imported", image=None, ids=None)
         report.images_added = len(entries)
         report.images_matched = len(matched)

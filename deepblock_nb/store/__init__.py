@@ -14,6 +14,7 @@ from deepblock_nb.store.database import Database
 from deepblock_nb.store.events import TOPICS, Events
 from deepblock_nb.store.images import Images, StagedImage
 from deepblock_nb.store.predictions import Predictions
+from deepblock_nb.store.provenance import Provenance
 from deepblock_nb.store.records import SPLITS, Category, Grid, ImageRecord
 from deepblock_nb.store.reviews import Reviews
 from deepblock_nb.store.runs import RUN_STATUSES, Runs
@@ -33,6 +34,7 @@ __all__ = [
     "Images",
     "ImportedBox",
     "Predictions",
+    "Provenance",
     "Reviews",
     "Runs",
     "StagedImage",
@@ -51,6 +53,7 @@ class Store:
         self.annotations = Annotations(db)
         self.runs = Runs(db)
         self.predictions = Predictions(db)
+        self.provenance = Provenance(db)
 
     def write(self) -> AbstractContextManager[sqlite3.Connection]:
         """One transaction over any of the repositories (``with store.write(): ...``)."""

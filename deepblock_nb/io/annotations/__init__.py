@@ -15,11 +15,13 @@ from .geojson import write_geojson
 from .gpkg import write_gpkg
 from .results import read_coco_results, read_csv, write_coco_results, write_csv
 from .voc import read_voc, write_voc
-from .yolo import read_yolo, read_yolo_classes, write_yolo
+from .yolo import DatasetImage, YoloDataset, read_yolo, read_yolo_classes, write_yolo, write_yolo_dataset
 
 __all__ = [
     "AnnotatedImage",
     "AnnotationSet",
+    "DatasetImage",
+    "YoloDataset",
     "read_coco",
     "read_coco_results",
     "read_csv",
@@ -33,6 +35,7 @@ __all__ = [
     "write_gpkg",
     "write_voc",
     "write_yolo",
+    "write_yolo_dataset",
     "xywh_to_xyxy",
     "xyxy_to_xywh",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +40,8 @@ class AnnotatedImage:
             ``w`` in the last bit; COCO writers use these values for every box whose
             ``xyxy`` still equals ``x, y, x + w, y + h``, which makes
             COCO -> records -> COCO exact.
+        extra: further per-image fields a COCO file gave (``license``,
+            ``date_captured``, ``coco_url``, ``flickr_url``), written back by COCO writers.
     """
 
     file_name: str
@@ -49,6 +52,7 @@ class AnnotatedImage:
     scores: FloatArray | None = None
     source_id: int | str | None = None
     xywh: FloatArray | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.xyxy = _boxes(self.xyxy, "xyxy", self.file_name)
@@ -82,6 +86,8 @@ class AnnotationSet:
         warnings: human-readable notes about what was skipped (e.g. COCO crowd boxes).
         category_ids: category name -> id in the source file (COCO), else empty.
             COCO writers reuse these ids when they cover every category.
+        info: the COCO ``info`` object, when the file had one (written back by COCO writers).
+        licenses: the COCO ``licenses`` list, when the file had one.
     """
 
     categories: list[str]
@@ -89,6 +95,8 @@ class AnnotationSet:
     path: Path | None = None
     warnings: list[str] = field(default_factory=list)
     category_ids: dict[str, int] = field(default_factory=dict)
+    info: dict[str, Any] | None = None
+    licenses: list[Any] | None = None
 
     @property
     def num_boxes(self) -> int:

@@ -2,7 +2,8 @@
 
 Reading keeps each ``bbox`` twice: as ``xyxy`` (``x2 = x + w``) and, unchanged, as
 ``AnnotatedImage.xywh``, so writing back reproduces every number bit for bit.
-``segmentation`` fields are ignored. Annotations with ``iscrowd: 1`` are skipped and
+``info``, ``licenses`` and the per-image ``license``, ``date_captured``, ``coco_url``
+and ``flickr_url`` are kept and written back. ``segmentation`` fields are ignored. Annotations with ``iscrowd: 1`` are skipped and
 counted in ``AnnotationSet.warnings`` (they mark regions, not objects to detect).
 An ``annotations`` list whose entries all carry ``score`` is read as results
 (``AnnotatedImage.scores``).
@@ -32,7 +33,10 @@ from ._common import (
 )
 from ._records import AnnotatedImage, AnnotationSet
 
-__all__ = ["read_coco", "write_coco"]
+__all__ = ["COCO_IMAGE_FIELDS", "read_coco", "write_coco"]
+
+COCO_IMAGE_FIELDS = ("license", "date_captured", "coco_url", "flickr_url")
+"""Per-image fields of the COCO format, beyond id, file name and size, that are kept."""
 
 
 def read_coco(path: str | Path) -> AnnotationSet:
@@ -67,7 +71,16 @@ def read_coco(path: str | Path) -> AnnotationSet:
     images = parse_images(data["images"], ctx)
     has_score = any(isinstance(a, dict) and "score" in a for a in data["annotations"])
     parse_annotations(data["annotations"], ctx, images, cat_by_id, "annotations", score=has_score)
-    return ctx.result(categories, cat_by_id, images, has_score)
+    aset = ctx.result(categories, cat_by_id, images, has_score)
+    for key, kind in (("info", dict), ("licenses", list)):
+        value = data.get(key)
+        if value is not None and not isinstance(value, kind):
+            ctx.warnings.append(
+                f"{path.name}: {key!r} is a {type(value).__name__}, not a {kind.__name__}; dropped"
+            )
+            value = None
+        setattr(aset, key, value)
+    return aset
 
 
 def write_coco(
@@ -119,6 +132,7 @@ def coco_dict(
             entry["width"] = int(im.width)
         if im.height is not None:
             entry["height"] = int(im.height)
+        entry.update((k, im.extra[k]) for k in COCO_IMAGE_FIELDS if im.extra.get(k) is not None)
         images.append(entry)
         if not with_annotations:
             continue
@@ -136,7 +150,8 @@ def coco_dict(
                 ann["score"] = float(im.scores[k])
             anns.append(ann)
     categories = [{"id": cat_ids[name], "name": name, "supercategory": ""} for name in aset.categories]
-    return {"images": images, "annotations": anns, "categories": categories}
+    header = {k: v for k, v in (("info", aset.info), ("licenses", aset.licenses)) if v is not None}
+    return {**header, "images": images, "annotations": anns, "categories": categories}
 
 
 def resolve_category_ids(path: Path, aset: AnnotationSet, given: Mapping[str, int] | None) -> dict[str, int]:
@@ -201,6 +216,7 @@ class _Image:
     file_name: str
     width: int | None
     height: int | None
+    extra: dict[str, Any] = field(default_factory=dict)
     boxes: list[list[float]] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
@@ -232,6 +248,7 @@ class _Ctx:
                     scores=np.asarray(im.scores, dtype=np.float64) if scored else None,
                     source_id=im.source_id,
                     xywh=xywh,
+                    extra=im.extra,
                 )
             )
         return AnnotationSet(
@@ -304,7 +321,8 @@ def parse_images(items: list[Any], ctx: _Ctx) -> dict[Any, _Image]:
                 raise ctx.error(f"{where} ({name!r}) has {key} {value!r}, expected a positive integer")
         names.add(name)
         width, height = (None if v is None else int(v) for v in size)
-        out[iid] = _Image(iid, name, width, height)
+        extra = {k: img[k] for k in COCO_IMAGE_FIELDS if img.get(k) is not None}
+        out[iid] = _Image(iid, name, width, height, extra)
     return out
 
 

@@ -6,12 +6,19 @@ width and height; a sixth value is a score (prediction files). Pixel boxes are
 ``x1 = (cx - w/2) * W``, ``x2 = (cx + w/2) * W`` (likewise for y), so image sizes are
 needed to read or write. Class names come from ``classes.txt`` (one per line) or a
 ``data.yaml`` (``names:`` list or ``{index: name}``).
+
+Two layouts: a flat folder of label files (:func:`write_yolo`), and an Ultralytics
+dataset (:func:`write_yolo_dataset`): ``data.yaml``, ``images/<split>/`` and
+``labels/<split>/``, which :func:`read_yolo` also reads, given the dataset folder.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -29,10 +36,33 @@ from ._common import (
 )
 from ._records import AnnotatedImage, AnnotationSet
 
-__all__ = ["TOLERANCE", "read_yolo", "read_yolo_classes", "write_yolo"]
+__all__ = [
+    "CONVERT_MAX_PIXELS",
+    "LINK_FROM_BYTES",
+    "TOLERANCE",
+    "ULTRALYTICS_SUFFIXES",
+    "DatasetImage",
+    "YoloDataset",
+    "read_yolo",
+    "read_yolo_classes",
+    "write_yolo",
+    "write_yolo_dataset",
+]
 
 TOLERANCE = 1e-6
 """How far a normalised value may stray outside [0, 1] (rounding in other tools)."""
+
+ULTRALYTICS_SUFFIXES = frozenset({".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"})
+"""Image files every Ultralytics 8 release reads (``ultralytics.data.utils.IMG_FORMATS``,
+less those only recent releases or some OpenCV builds read: JPEG 2000, AVIF, HEIC)."""
+
+LINK_FROM_BYTES = 2 * 1024**3
+"""A dataset image this large or larger is linked to the project's file, not copied."""
+
+CONVERT_MAX_PIXELS = 64 * 1024 * 1024
+"""The largest image (width x height) converted to PNG for a dataset (about 200 MB of RGB)."""
+
+_YAML_NAMES = ("data.yaml", "dataset.yaml")
 
 ImageSizes = Mapping[str, tuple[int, int]] | Callable[[str], "tuple[int, int] | None"]
 
@@ -45,7 +75,9 @@ def read_yolo(
     """Read a folder of YOLO label files (sub-folders included).
 
     Args:
-        labels_dir: the folder of ``.txt`` files (``classes.txt`` is not a label file).
+        labels_dir: the folder of ``.txt`` files (``classes.txt`` is not a label file),
+            or an Ultralytics dataset folder (a ``data.yaml`` beside ``labels/``), whose
+            ``labels/`` folder is read: stems are then ``<split>/<image stem>``.
         classes: class names, or a ``classes.txt`` / ``data.yaml`` path. ``None``
             looks for ``classes.txt``, ``data.yaml`` or ``dataset.yaml`` in
             ``labels_dir`` and up to two folders above it.
@@ -66,6 +98,8 @@ def read_yolo(
     root = Path(labels_dir)
     if not root.is_dir():
         raise FormatError(f"{root}: not a folder of YOLO label files", root)
+    if is_yolo_dataset(root):
+        root = root / "labels"
     names = _resolve_classes(root, classes)
     by_stem: dict[str, str] = {}
     if isinstance(image_sizes, Mapping):
@@ -116,9 +150,20 @@ def write_yolo(out_dir: str | Path, annotations: AnnotationSet) -> None:
     out = Path(out_dir)
     check_set(annotations, out, need_size=True)
     check_class_names(annotations, out)
-    index = {name: i for i, name in enumerate(annotations.categories)}
+    targets = _label_targets(out, annotations)
+    _write_labels(annotations, targets)
+    atomic_write_text(out / "classes.txt", "".join(f"{name}\n" for name in annotations.categories))
+
+
+def is_yolo_dataset(folder: Path) -> bool:
+    """Whether ``folder`` is an Ultralytics dataset: a ``data.yaml`` beside ``labels/``."""
+    return (folder / "labels").is_dir() and any((folder / n).is_file() for n in _YAML_NAMES)
+
+
+def _label_targets(out: Path, aset: AnnotationSet) -> dict[Path, str]:
+    """Label file -> image name, refusing two images that need one file."""
     targets: dict[Path, str] = {}
-    for im in annotations.images:
+    for im in aset.images:
         target = relative_output_path(im.file_name, ".txt", out)
         if target in targets or target == out / "classes.txt":
             raise FormatError(
@@ -126,6 +171,11 @@ def write_yolo(out_dir: str | Path, annotations: AnnotationSet) -> None:
                 out,
             )
         targets[target] = im.file_name
+    return targets
+
+
+def _write_labels(annotations: AnnotationSet, targets: Mapping[Path, str]) -> None:
+    index = {name: i for i, name in enumerate(annotations.categories)}
     for im, target in zip(annotations.images, targets):
         wh = np.array([im.width, im.height, im.width, im.height], dtype=np.float64)
         xyxy = im.xyxy
@@ -139,7 +189,232 @@ def write_yolo(out_dir: str | Path, annotations: AnnotationSet) -> None:
                 fields.append(repr(float(im.scores[k])))
             lines.append(" ".join(fields) + "\n")
         atomic_write_text(target, "".join(lines))
-    atomic_write_text(out / "classes.txt", "".join(f"{name}\n" for name in annotations.categories))
+
+
+@dataclass(frozen=True)
+class DatasetImage:
+    """One image of an Ultralytics dataset: its boxes and where its pixels come from.
+
+    Attributes:
+        record: the boxes (pixels), with ``file_name`` the name the image gets under
+            ``images/<split>/`` and ``width``/``height`` set.
+        source: the image file, copied or linked when Ultralytics reads its suffix
+            (:data:`ULTRALYTICS_SUFFIXES`).
+        render: ``() -> (H, W, 3) uint8`` RGB pixels, for a file Ultralytics cannot
+            read: the image is then written as ``<stem>.png``. ``None``: such an image
+            is left out.
+    """
+
+    record: AnnotatedImage
+    source: Path
+    render: Callable[[], np.ndarray] | None = None
+
+
+@dataclass
+class YoloDataset:
+    """What :func:`write_yolo_dataset` wrote.
+
+    Attributes:
+        path: the dataset folder; ``data_yaml`` its ``data.yaml``.
+        images: split folder -> images written; ``boxes``: split folder -> label lines.
+        linked / converted / skipped: image names linked (not copied), converted to
+            PNG, or left out (with their boxes).
+        notes: one human-readable line per thing a user should know.
+    """
+
+    path: Path
+    data_yaml: Path
+    images: dict[str, int] = field(default_factory=dict)
+    boxes: dict[str, int] = field(default_factory=dict)
+    linked: list[str] = field(default_factory=list)
+    converted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def write_yolo_dataset(
+    out_dir: str | Path,
+    categories: Sequence[str],
+    splits: Mapping[str, Sequence[DatasetImage]],
+    *,
+    link_from_bytes: int = LINK_FROM_BYTES,
+    convert_max_pixels: int = CONVERT_MAX_PIXELS,
+) -> YoloDataset:
+    """Write an Ultralytics detection dataset.
+
+    Layout: ``images/<split>/<image>``, ``labels/<split>/<stem>.txt`` (one line per
+    box, ``class cx cy w h`` normalised, class the index in ``categories``; an empty
+    file for an image without boxes, a background image) and ``data.yaml`` with
+    ``path`` (absolute), ``train``/``val``/``test`` for the split folders of those
+    names (``val`` falls back to the train images when there is no ``val`` folder)
+    and ``names: {0: ..., 1: ...}``.
+
+    Images are copied; a file of :data:`LINK_FROM_BYTES` or more is a symbolic link
+    (else a hard link, else a copy). A file whose suffix Ultralytics does not read is
+    converted to PNG from ``render`` when it has at most ``convert_max_pixels``
+    pixels, else left out. Each of these is named in ``notes``.
+
+    Raises:
+        FormatError: inconsistent records, two images needing one label file, or
+            a split folder already holding files this export would not write (stale
+            labels would be trained on).
+    """
+    out = Path(out_dir)
+    cats = list(categories)
+    plan: dict[str, list[tuple[DatasetImage, Path, Path, str]]] = {}
+    result = YoloDataset(path=out, data_yaml=out / "data.yaml")
+    big: list[str] = []
+    for folder, items in splits.items():
+        check_set(AnnotationSet(cats, [it.record for it in items]), out, need_size=True)
+        check_class_names(AnnotationSet(cats, []), out)
+        rows: list[tuple[DatasetImage, Path, Path, str]] = []
+        for it in items:
+            name = it.record.file_name
+            suffix = PurePosixPath(name.replace("\\", "/")).suffix.lower()
+            if suffix in ULTRALYTICS_SUFFIXES:
+                how = "place"
+            elif (
+                it.render is not None
+                and (it.record.width or 0) * (it.record.height or 0) <= convert_max_pixels
+            ):
+                how, name = "convert", str(PurePosixPath(name.replace("\\", "/")).with_suffix(".png"))
+            else:
+                (big if it.render is not None else result.skipped).append(it.record.file_name)
+                continue
+            image = relative_output_path(name, PurePosixPath(name).suffix, out / "images" / folder)
+            label = relative_output_path(name, ".txt", out / "labels" / folder)
+            rows.append((it, image, label, how))
+        seen: dict[Path, str] = {}
+        for it, _, label, _ in rows:
+            if label in seen:
+                raise FormatError(
+                    f"{out}: {seen[label]!r} and {it.record.file_name!r} need the same label file "
+                    f"labels/{folder}/{label.name}; rename one of them",
+                    out,
+                )
+            seen[label] = it.record.file_name
+        _refuse_stale(out, folder, {p for _, image, label, _ in rows for p in (image, label)})
+        plan[folder] = rows
+    result.skipped += big
+    for folder, rows in plan.items():
+        (out / "images" / folder).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / folder).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / f"{folder}.cache").unlink(missing_ok=True)  # Ultralytics' scan of the old labels
+        for it, image, _, how in rows:
+            if how == "convert" and it.render is not None:
+                _write_png(image, it.render())
+                result.converted.append(it.record.file_name)
+            elif _place(it.source, image, link_from_bytes):
+                result.linked.append(it.record.file_name)
+        records = [it.record for it, _, _, _ in rows]
+        _write_labels(AnnotationSet(cats, records), {label: it.record.file_name for it, _, label, _ in rows})
+        result.images[folder] = len(rows)
+        result.boxes[folder] = sum(len(r) for r in records)
+    result.notes += _notes(result, big, link_from_bytes)
+    atomic_write_text(result.data_yaml, _data_yaml(out, cats, list(plan)))
+    return result
+
+
+def _refuse_stale(out: Path, folder: str, planned: set[Path]) -> None:
+    for sub in ("images", "labels"):
+        where = out / sub / folder
+        if not where.is_dir():
+            continue
+        stale = sorted(p for p in where.rglob("*") if (p.is_file() or p.is_symlink()) and p not in planned)
+        if stale:
+            shown = ", ".join(repr(p.relative_to(out).as_posix()) for p in stale[:3])
+            raise FormatError(
+                f"{out}: {sub}/{folder}/ holds {len(stale)} files this export would not write ({shown}"
+                f"{' ...' if len(stale) > 3 else ''}); Ultralytics would train on them. Export into a new "
+                "or empty folder, or delete them. Nothing was written.",
+                out,
+            )
+
+
+def _place(source: Path, target: Path, link_from_bytes: int) -> bool:
+    """Copy ``source`` to ``target``, or link it when it is large; True when linked.
+
+    ``target`` is unlinked first: it may be a link to the project's own file, which a
+    copy onto it would overwrite.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_symlink() or target.exists():
+        target.unlink()
+    if source.stat().st_size >= link_from_bytes:
+        for link in (lambda: os.symlink(source.resolve(), target), lambda: os.link(source, target)):
+            try:
+                link()
+                return True
+            except OSError:  # no symlink privilege (Windows), another file system
+                continue
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return False
+
+
+def _write_png(target: Path, rgb: np.ndarray) -> None:
+    from PIL import Image
+
+    tmp = target.with_name(f".{target.name}.tmp")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(tmp, format="PNG")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _notes(result: YoloDataset, big: list[str], link_from_bytes: int) -> list[str]:
+    def names(items: list[str]) -> str:
+        return ", ".join(repr(n) for n in items[:5]) + (" ..." if len(items) > 5 else "")
+
+    notes = []
+    if result.linked:
+        notes.append(
+            f"{result.path}: {len(result.linked)} images of {link_from_bytes / 1024**3:g} GB or more are links "
+            f"to the project's files, not copies ({names(result.linked)}); moving or deleting the project "
+            "breaks them"
+        )
+    if result.converted:
+        notes.append(
+            f"{result.path}: {len(result.converted)} images in formats Ultralytics does not read were "
+            f"converted to PNG as displayed ({names(result.converted)})"
+        )
+    if big:
+        notes.append(
+            f"{result.path}: {len(big)} images in formats Ultralytics does not read are too large to convert "
+            f"(over {CONVERT_MAX_PIXELS / 1e6:.0f} Mpx) and were left out with their boxes ({names(big)}); "
+            "divide them into tiles or convert them to TIFF first"
+        )
+    other = [n for n in result.skipped if n not in big]
+    if other:
+        notes.append(
+            f"{result.path}: {len(other)} images in formats Ultralytics does not read were left out with "
+            f"their boxes ({names(other)})"
+        )
+    return notes
+
+
+def _data_yaml(out: Path, categories: list[str], folders: list[str]) -> str:
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - PyYAML ships with Jupyter
+        raise FormatError(f"{out}: writing data.yaml needs PyYAML (pip install pyyaml)", out) from None
+    first = folders[0] if folders else "train"
+    train = "train" if "train" in folders else first
+    val = "val" if "val" in folders else train
+    header = "# An Ultralytics detection dataset written by deepblock_nb.\n"
+    if val != "val":
+        header += f"# No 'val' images were exported: val reuses images/{val}.\n"
+    data: dict[str, Any] = {"path": str(out.resolve()), "train": f"images/{train}", "val": f"images/{val}"}
+    if "test" in folders:
+        data["test"] = "images/test"
+    data["names"] = dict(enumerate(categories))
+    return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
 def read_yolo_classes(path: str | Path) -> list[str]:
