@@ -108,6 +108,27 @@ class AnnotationIO:
         return self._apply_annotation_set(aset, fmt, path, base, split, copy)
 
     def export_annotations(self, path: str | Path, format: str, split: str | None) -> Path:
+        """``Project.export_annotations``.
+
+        ``format="yolo"`` writes an Ultralytics dataset in the folder ``path``:
+        ``data.yaml`` (``path`` absolute, ``train: images/train``, ``val: images/val``,
+        ``names: {0: ..., 1: ...}`` in category order), ``images/<split>/`` and
+        ``labels/<split>/<stem>.txt`` (``class cx cy w h`` normalised; an empty file for an
+        image without boxes, which Ultralytics trains on as background). ``split=None``
+        exports the train images (``train``) and the evaluate images (``val``); predict
+        images only with ``split="predict"`` (``images/test``). Without evaluate images,
+        ``val`` reuses the train images. Images are copied; one of 2 GB or more is a
+        symbolic link to the project's file (a warning says so). Images in formats
+        Ultralytics does not read (SVG, GIF, ICO, JPEG 2000, whole-slide files, ...) are
+        written as PNG as displayed, up to 64 Mpx; larger ones are left out with their
+        boxes, with a warning. A folder that already holds other label or image files
+        for a split is refused. ``import_annotations(path, format="yolo")`` reads the
+        folder back (images from ``path/images`` unless ``images_dir`` is given).
+
+        COCO also writes back the ``info`` and ``licenses`` of the COCO files imported
+        (the last ``info``; licenses merged by id) and each image's ``license``,
+        ``date_captured``, ``coco_url`` and ``flickr_url`` when its file gave them.
+        """
         path = Path(path).expanduser()
         fmt = _check_format(format, EXPORT_FORMATS, path)
         if fmt == "yolo":

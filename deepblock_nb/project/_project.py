@@ -438,8 +438,10 @@ class Project:
         """Write the project's boxes: a COCO JSON file, a folder for YOLO / VOC, or a map file
         (``"geojson"`` or ``"gpkg"``, as :meth:`export_predictions` without scores).
 
-        COCO keeps the project's category and image ids; boxes imported from COCO
-        and not edited since are written with exactly the floats they came with.
+        COCO keeps the project's category and image ids (and imported info and licenses); boxes
+        imported from COCO and not edited since are written with exactly the floats they came with.
+        YOLO: an Ultralytics dataset (``data.yaml``, ``images/`` and ``labels/`` per split; see
+        ``project._annotations.AnnotationIO.export_annotations``).
         """
         return self._annotation_io.export_annotations(
             path, format, None if split is None else check_split(split)
