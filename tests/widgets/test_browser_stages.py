@@ -19,6 +19,7 @@ import io
 import json
 import os
 import re
+import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +31,15 @@ import pytest
 from PIL import Image
 
 from tests._jupyter import jupyter_lab
-from tests.widgets._browser import CHROMIUM, CHROMIUM_ARGS, Kernel, hex_rgb, require_browser, write_notebook
+from tests.widgets._browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Kernel,
+    Store,
+    hex_rgb,
+    require_browser,
+    write_notebook,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -245,6 +254,15 @@ def test_train_button_draws_live_curves_and_stop_ends_within_one_step(session: S
     )
     d1 = s.page.evaluate(LINE_PATHS, "Training")[0][0]
     assert s.train_status().startswith("TRAINING"), s.train_status()
+    # while it trains, the Labeler (TRAIN > Preprocess) stores each new box at once
+    ms = _draw_boxes_timed(s, 6)
+    print(
+        f"\nwhile training: mouse-up -> row in SQLite, {len(ms)} boxes: median {statistics.median(ms):.0f} ms, "
+        f"worst {max(ms):.0f} ms"
+    )
+    assert statistics.median(ms) < 150, ms
+    assert s.kernel.json("app.training.job.status.value") == "running"
+    s.stage("TRAIN", "Train")
     n2 = s.until(f"len(app.training.loss_line.x) > {n1} and len(app.training.loss_line.x)", 30)
     assert n2 and n2 > n1, (n1, n2)
     s.page.wait_for_function(
@@ -334,6 +352,48 @@ def test_evaluate_button_fills_the_scorecard(session: Session) -> None:
     assert f1 is not None and len(f1[0]) == 3 and all(_points(d) >= 10 for d in f1[0]), f1
     print(f"\nevaluation: {report}")
     s.app_shot("evaluate")
+
+
+def _draw_boxes_timed(s: Session, n: int) -> list[float]:
+    """Draw ``n`` boxes with the mouse on the Preprocess Labeler; ms from each mouse-up
+    until its row is in the project's SQLite file (read from this process)."""
+    s.stage("TRAIN", "Preprocess")
+    s.kernel.run("from deepblock_nb.widgets._viewport import convert as _convert")
+    store = Store(Path(s.kernel.json("str((project.path / 'project.db').resolve())")))
+    name = s.kernel.json("app.labeler.image.name")
+    canvas = _canvas(s)
+    canvas.scroll_into_view_if_needed()
+    time.sleep(0.3)
+    bb = canvas.bounding_box()
+    assert bb is not None
+    width = s.kernel.json("app.labeler.view.canvas_wh[0]")
+    sx = bb["width"] / width  # CSS pixels per canvas pixel
+    ms: list[float] = []
+    try:
+        for k in range(n):
+            (x1, y1), (x2, y2) = s.kernel.json(
+                "[[float(v) for v in _convert(app.labeler.view.viewport, p, 'view')] "
+                f"for p in ([6 + 19 * {k}, 92], [20 + 19 * {k}, 112])]"
+            )
+            before = len(store.boxes(name))
+            s.page.mouse.move(bb["x"] + x1 * sx, bb["y"] + y1 * sx)
+            s.page.mouse.down()
+            s.page.mouse.move(bb["x"] + x2 * sx, bb["y"] + y2 * sx, steps=6)
+            t0 = time.perf_counter()
+            s.page.mouse.up()
+            stored = store.wait(lambda b=before: len(store.boxes(name)) > b, timeout=20.0, every=0.005)
+            if not stored:
+                s.page.screenshot(path=str(s.shots / "draw-while-training-failed.png"))
+            assert stored, s.kernel.json(
+                "[app.labeler.status.value, app.labeler.mode.value, str(app.labeler.image)]"
+            )
+            ms.append(1000 * (time.perf_counter() - t0))
+        # the drawn boxes lie on background: gone again before the later runs train
+        ids = [row[0] for row in store.boxes(name)][-n:]
+        s.kernel.run(f"for _b in {ids}:\n    project.delete_box(_b)")
+    finally:
+        store.close()
+    return ms
 
 
 # -- 3. a click on an error shows it in context ----------------------------------------------
