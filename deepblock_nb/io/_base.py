@@ -42,6 +42,8 @@ class ImageInfo:
         dtype: numpy name of one stored sample (``"uint8"``, ``"uint16"``, ...).
         bands: samples per pixel as stored.
         levels: ``(width, height)`` of each resolution level, level 0 full size.
+        mpp: ``(x, y)`` microns per pixel of level 0 when the file says (slides, TIFF
+            resolution tags in centimetres or inches), else None.
     """
 
     width: int
@@ -51,6 +53,7 @@ class ImageInfo:
     dtype: str
     bands: int
     levels: tuple[tuple[int, int], ...] = field(default=())
+    mpp: tuple[float, float] | None = None
 
 
 def level_for(levels: list[tuple[int, int]] | tuple[tuple[int, int], ...], fx: float, fy: float) -> int:
@@ -89,6 +92,7 @@ class ImageSource:
         cache_dir: folder for derived data (decoded pixels, overviews), or ``None``.
         display: the bands and intensity window applied when converting to 8 bits
             (``deepblock_nb.io.display``); None: the data type's range.
+        mpp: ``(x, y)`` microns per pixel of level 0, or None when unknown.
 
     Subclasses implement ``_read(level, x, y, w, h)``; windows reaching it are
     already checked. Subclasses that can measure an "auto" window implement
@@ -102,6 +106,7 @@ class ImageSource:
         self.format = format
         self.cache_dir: Path | None = None
         self.display: Display | None = None
+        self.mpp: tuple[float, float] | None = None
         self.uid = next(_ids)
         self._lock = threading.RLock()
         self._closed = False

@@ -32,7 +32,7 @@ from deepblock_nb.io._convert import to_rgb8
 from deepblock_nb.io._lru import TileLRU
 from deepblock_nb.io.display import Display, strided
 
-__all__ = ["TiffSource", "probe_tiff"]
+__all__ = ["TiffSource", "probe_tiff", "tiff_mpp"]
 
 U8 = npt.NDArray[np.uint8]
 
@@ -153,6 +153,42 @@ def _check_segment_count(page: Any, kf: Any, path: Path) -> None:
         )
 
 
+#: microns in one unit of the TIFF ResolutionUnit tag (2: inch, 3: centimetre)
+_MICRONS_PER_UNIT = {2: 25400.0, 3: 10000.0}
+
+
+def _rational(value: Any) -> float:
+    if isinstance(value, tuple) and len(value) == 2:
+        return float(value[0]) / float(value[1]) if value[1] else math.nan
+    return float(value)
+
+
+def tiff_mpp(page: Any) -> tuple[float, float] | None:
+    """``(x, y)`` microns per pixel of a page: the Aperio ImageDescription's ``MPP``
+    (SVS), else the resolution tags when their unit is the inch or the centimetre."""
+    try:
+        desc = str(page.description or "")
+        if desc.startswith("Aperio"):
+            for part in desc.split("|")[1:]:
+                key, _, value = part.partition("=")
+                if key.strip() == "MPP":
+                    mpp = float(value.strip())
+                    if math.isfinite(mpp) and mpp > 0:
+                        return (mpp, mpp)
+        tags = page.tags
+        unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2  # TIFF's default: inch
+        if unit not in _MICRONS_PER_UNIT or "XResolution" not in tags or "YResolution" not in tags:
+            return None
+        rx, ry = _rational(tags["XResolution"].value), _rational(tags["YResolution"].value)
+    except (AttributeError, TypeError, ValueError, ZeroDivisionError):  # a TiffFrame, odd tag types
+        return None
+    if not (math.isfinite(rx) and math.isfinite(ry) and rx > 0 and ry > 0):
+        return None
+    if rx == ry == 72.0 and unit == 2:  # the writers' placeholder (72 dpi), not a measurement
+        return None
+    return (_MICRONS_PER_UNIT[unit] / rx, _MICRONS_PER_UNIT[unit] / ry)
+
+
 def probe_tiff(path: Path, max_pixels: float | None, check_complete: bool = True) -> ImageInfo:
     """Read TIFF headers (no pixel data); optionally check that every segment lies inside the file."""
     size = path.stat().st_size
@@ -189,6 +225,7 @@ def probe_tiff(path: Path, max_pixels: float | None, check_complete: bool = True
                 dtype=str(kf.dtype),
                 bands=samples,
                 levels=sizes,
+                mpp=tiff_mpp(levels[0][0]),
             )
     except (ImageReadError, OSError):
         raise
@@ -278,6 +315,7 @@ class TiffSource(ImageSource):
             raise
         super().__init__(path, [(p.width, p.height) for p in planes], "tiff")
         self._planes = planes
+        self.mpp = tiff_mpp(level_pages[0][0])
         self._cache = tile_cache
         self.display = display
         self._display_key = "" if display is None else display.key

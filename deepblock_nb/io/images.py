@@ -9,6 +9,17 @@ Formats, recognised by their content (not their file name):
 - TIFF, BigTIFF, OME-TIFF, pyramidal TIFF: a window decodes only the tiles or
   strips it touches; uncompressed images are memory-mapped; pyramid levels are
   exposed as ``levels`` and used for overviews (``_tiff``).
+- Whole-slide images (``_slide``, the optional extra ``deepblock-nb[slides]``:
+  openslide-python with the openslide-bin library): every file whose content
+  OpenSlide names as a vendor format (Aperio SVS, Hamamatsu NDPI/VMS/VMU, Leica
+  SCN, MIRAX MRXS, Philips TIFF, Sakura SVSLIDE, Trestle, Ventana BIF, DICOM,
+  Zeiss CZI) is read region by region through OpenSlide with the slide's pyramid
+  as ``levels``; its format is OpenSlide's vendor name (``"aperio"``, ``"mirax"``,
+  ...). A plain tiled TIFF (OpenSlide's "generic-tiff") stays with ``_tiff``.
+  Without the extra, TIFF-based slides (SVS, NDPI, SCN, BIF, Philips) are read by
+  ``_tiff`` as TIFFs, and files only OpenSlide reads (``.mrxs``, ``.vms``,
+  ``.vmu``, ``.svslide``; ``detect_format`` says ``"slide"``) raise
+  ``FormatDependencyError`` naming the extra.
 - PNG (first frame of an APNG), JPEG, GIF (first frame), ICO (largest icon),
   BMP, JPEG 2000, WebP and SVG (rasterised by resvg at its own size): decoded
   once, then cached as a memory map under ``cache_dir`` when given (``_raster``).
@@ -32,6 +43,11 @@ images read exactly as without a setting. Caches are named by the setting: the
 LRU keys of decoded tiles and the derived files under ``cache_dir`` never mix two
 settings.
 
+Microns per pixel (``ImageInfo.mpp``, ``ImageSource.mpp``): OpenSlide's
+``openslide.mpp-x`` / ``openslide.mpp-y`` for slides; for TIFFs the Aperio
+description's ``MPP``, else the resolution tags when their unit is the centimetre
+or the inch (not the 72-dpi placeholder); None when unknown.
+
 Windows must lie fully inside the level and be non-empty; anything else raises
 ``WindowError`` (a ``ValueError``). Decoded tiles are kept in one LRU shared by
 all sources (``set_tile_cache_bytes``). Sources are safe to read from several
@@ -43,7 +59,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deepblock_nb.errors import ArgumentError, ImageReadError, UnsupportedFormatError
-from deepblock_nb.io import _checks
+from deepblock_nb.io import _checks, _slide
 from deepblock_nb.io._base import ImageInfo, ImageSource, WindowError, level_for
 from deepblock_nb.io._lru import DEFAULT_TILE_CACHE_BYTES, TileLRU, shared_tile_cache
 from deepblock_nb.io._raster import open_raster, probe_pillow, probe_svg
@@ -61,6 +77,8 @@ from deepblock_nb.io.display import (
 __all__ = [
     "DEFAULT_TILE_CACHE_BYTES",
     "MAX_PIXELS",
+    "MULTI_FILE_SUFFIXES",
+    "SLIDE",
     "SUPPORTED_FORMATS",
     "ImageInfo",
     "ImageSource",
@@ -79,6 +97,11 @@ __all__ = [
 MAX_PIXELS: float = 4e10
 
 SUPPORTED_FORMATS = ("tiff", "png", "jpeg", "gif", "bmp", "ico", "jp2", "j2k", "webp", "svg")
+#: what ``detect_format`` says of a whole-slide file that is not a TIFF (MIRAX, Hamamatsu
+#: VMS/VMU, Sakura, DICOM, Zeiss CZI): only OpenSlide reads it (``deepblock-nb[slides]``)
+SLIDE = "slide"
+#: name endings of slides whose pixels lie in files beside the named one (MIRAX: a folder)
+MULTI_FILE_SUFFIXES = _slide.MULTI_FILE_SUFFIXES
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"II*\x00", "tiff"),
@@ -108,7 +131,8 @@ def _resolve(path: str | Path) -> Path:
 
 
 def detect_format(path: str | Path) -> str:
-    """The image format of a file from its first bytes (one of ``SUPPORTED_FORMATS``).
+    """The image format of a file from its first bytes (one of ``SUPPORTED_FORMATS``, or
+    ``SLIDE`` for a whole-slide file that is not a TIFF, also known by its name ending).
 
     Raises:
         ImageReadError: the file is missing, empty, or not an image we know.
@@ -121,6 +145,12 @@ def detect_format(path: str | Path) -> str:
             return fmt
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
+    if (
+        p.suffix.lower() in _slide.SLIDE_ONLY_SUFFIXES
+        or head[128:132] == b"DICM"
+        or head.startswith(b"ZISRAWFILE")
+    ):
+        return SLIDE  # an index (INI, SQLite), DICOM or CZI file: its content says little more
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if text.startswith(b"<") and b"<svg" in head:
         return "svg"
@@ -129,6 +159,19 @@ def detect_format(path: str | Path) -> str:
     raise ImageReadError(
         f"{p}: not an image (unrecognised content; supported: {', '.join(SUPPORTED_FORMATS)})", p
     )
+
+
+def _slide_vendor(path: Path, fmt: str) -> str | None:
+    """OpenSlide's vendor name when the slide reader is to read this file, else None.
+
+    Raises:
+        FormatDependencyError: a file only OpenSlide reads, without the slides extra.
+    """
+    if fmt == SLIDE:
+        return _slide.require(path)
+    if fmt == "tiff":
+        return _slide.vendor(path)  # None for a plain tiled TIFF, or without the extra
+    return None
 
 
 def probe_image(path: str | Path, max_pixels: float | None = None) -> ImageInfo:
@@ -143,12 +186,16 @@ def probe_image(path: str | Path, max_pixels: float | None = None) -> ImageInfo:
 
     Raises:
         ImageReadError: missing, empty, not an image, truncated, or a corrupt header.
-        UnsupportedFormatError: an image format or compression that cannot be decoded.
+        UnsupportedFormatError: an image format or compression that cannot be decoded
+            (``FormatDependencyError``: a slide format whose optional extra is missing).
         DecompressionBombError: more pixels than the limit.
     """
     p = _resolve(path)
     fmt = detect_format(p)
     limit = MAX_PIXELS if max_pixels is None else max_pixels
+    slide = _slide_vendor(p, fmt)
+    if slide is not None:
+        return _slide.probe_slide(p, slide, limit)
     if fmt == "tiff":
         return probe_tiff(p, limit)
     if fmt == "svg":
@@ -192,6 +239,11 @@ def open_image(
         display = resolve(measure_samples(p, cache_dir, limit))
     if display is not None and display.is_default:
         display = None
+    slide = _slide_vendor(p, fmt)
+    if slide is not None:
+        source: ImageSource = _slide.SlideSource(p, slide, limit, display)
+        source.cache_dir = None if cache_dir is None else Path(cache_dir)
+        return source
     lru = shared_tile_cache if cache_bytes is None else TileLRU(cache_bytes)
     if fmt == "tiff":
         source = TiffSource(p, limit, lru, display)

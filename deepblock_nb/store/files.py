@@ -19,7 +19,7 @@ import numpy as np
 from deepblock_nb.errors import ImageReadError, PathError
 from deepblock_nb.io.atomic import atomic_open, atomic_write_bytes
 from deepblock_nb.io.frames import encode_png
-from deepblock_nb.io.images import probe_image
+from deepblock_nb.io.images import MULTI_FILE_SUFFIXES, probe_image
 
 __all__ = [
     "ImageSourceLike",
@@ -157,6 +157,11 @@ class Staging:
             info = probe_image(probe_path)  # headers only; refuses a bad file before any copy
         except ImageReadError as exc:
             raise type(exc)(f"{origin}: {_strip_path(str(exc), probe_path)}", origin) from exc
+        if data is None and copy and src.suffix.lower() in MULTI_FILE_SUFFIXES:
+            raise PathError(
+                f"{origin}: this whole-slide image keeps its pixels in files beside it (a {src.suffix} "
+                "slide); add it with copy=False so the project reads it where it is"
+            )
         if data is None:
             if copy:
                 copy_atomic(src, tmp)
@@ -177,6 +182,7 @@ class Staging:
             "width": int(info.width),
             "height": int(info.height),
             "format": str(info.format),
+            "mpp": info.mpp,
         }
 
     def check_names(self, entries: list[dict[str, Any]]) -> None:

@@ -16,7 +16,7 @@ __all__ = ["Images", "StagedImage"]
 
 _COLUMNS = (
     "id, name, path, copied, hash, size, width, height, format, split, grid_rows, grid_cols, grid_overlap, "
-    "reviewed, display"
+    "reviewed, display, mpp_x, mpp_y"
 )
 
 #: what an insert needs of one image (built by the project's file staging)
@@ -53,6 +53,7 @@ class Images:
             copied=bool(r["copied"]),
             reviewed=r["reviewed"] is not None,
             display=DisplaySetting.from_json(r["display"]),
+            mpp=None if r["mpp_x"] is None or r["mpp_y"] is None else (float(r["mpp_x"]), float(r["mpp_y"])),
         )
 
     def all(self, split: str | None = None) -> list[ImageRecord]:
@@ -79,8 +80,8 @@ class Images:
     def insert(self, entries: list[StagedImage], split: str) -> list[int]:
         """Insert staged images (joins the caller's transaction); returns their ids.
 
-        Each entry: ``name, stored, copied, hash, size, width, height, format``
-        (more keys are ignored). A name already taken is refused (``PathError``).
+        Each entry: ``name, stored, copied, hash, size, width, height, format`` and
+        optionally ``mpp`` (``(x, y)`` microns per pixel or None; more keys are ignored). A name already taken is refused (``PathError``).
         """
         added_at = time.time()
         ids = []
@@ -91,14 +92,18 @@ class Images:
                         f"{e.get('origin', e['name'])}: the project already has an image named {e['name']!r}; "
                         "rename the file or pass name=..."
                     )
+                mpp = e.get("mpp")
                 cur = cx.execute(
-                    "INSERT INTO images(name, path, copied, hash, size, width, height, format, split, added) "
-                    "VALUES (:name, :stored, :copied, :hash, :size, :width, :height, :format, :split, :added)",
+                    "INSERT INTO images(name, path, copied, hash, size, width, height, format, split, added, "
+                    "mpp_x, mpp_y) VALUES (:name, :stored, :copied, :hash, :size, :width, :height, :format, "
+                    ":split, :added, :mpp_x, :mpp_y)",
                     {
                         **{k: e[k] for k in ("name", "stored", "hash", "size", "width", "height", "format")},
                         "copied": int(e["copied"]),
                         "split": split,
                         "added": added_at,
+                        "mpp_x": None if mpp is None else float(mpp[0]),
+                        "mpp_y": None if mpp is None else float(mpp[1]),
                     },
                 )
                 ids.append(int(cur.lastrowid))  # type: ignore[arg-type]

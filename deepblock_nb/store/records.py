@@ -68,6 +68,8 @@ class ImageRecord:
     complete: without boxes it is a true negative in training and Evaluate.
     ``display``: the user's bands and intensity window (``DisplaySetting``; the
     default is "auto"); ``Project.display`` gives the effective one.
+    ``mpp``: ``(x, y)`` microns per pixel of level 0 as the file said when the image
+    was added (whole-slide images, TIFF resolution tags), None when unknown.
     """
 
     id: int
@@ -83,6 +85,7 @@ class ImageRecord:
     copied: bool
     reviewed: bool = False
     display: DisplaySetting = field(default_factory=DisplaySetting)
+    mpp: tuple[float, float] | None = None
 
     @property
     def image_wh(self) -> tuple[int, int]:

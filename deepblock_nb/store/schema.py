@@ -120,6 +120,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE images ADD COLUMN display TEXT;
     ALTER TABLE images ADD COLUMN display_stats TEXT;
     """,
+    # 5 -> 6: microns per pixel of level 0 (whole-slide images, TIFF resolution tags),
+    # as the file says when the image is added; NULL: unknown.
+    """
+    ALTER TABLE images ADD COLUMN mpp_x REAL;
+    ALTER TABLE images ADD COLUMN mpp_y REAL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

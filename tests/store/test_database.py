@@ -182,3 +182,36 @@ def test_a_version_1_project_migrates_with_its_current_predictions(tmp_path: Pat
     image = Images(db, tmp_path).by_id(1)
     assert image is not None and not image.reviewed
     db.close()
+
+
+def test_a_schema_5_project_migrates_to_microns_per_pixel(tmp_path: Path) -> None:
+    from deepblock_nb.store import Images
+    from deepblock_nb.store.database import _statements
+    from deepblock_nb.store.schema import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    cx = sqlite3.connect(path)
+    for sql in MIGRATIONS[:5]:  # the path every schema-5 project was built by
+        for statement in _statements(sql):
+            cx.execute(statement)
+    cx.execute("INSERT INTO meta(key, value) VALUES ('schema_version', '5')")
+    cx.execute(
+        "INSERT INTO images(id, name, path, copied, hash, size, width, height, format, split, added, display) "
+        "VALUES (1, 'x.svs', 'images/x.svs', 1, 'h', 1, 10, 10, 'tiff', 'train', 0, NULL)"
+    )
+    cx.commit()
+    cx.close()
+    db = Database(path)
+    assert SCHEMA_VERSION == 6 and db.schema_version == 6
+    images = Images(db, tmp_path)
+    old = images.by_id(1)
+    assert old is not None and old.mpp is None  # NULL: unknown
+    entry = {"name": "y.svs", "stored": "images/y.svs", "copied": True, "hash": "h2", "size": 2}
+    entry.update(width=4, height=4, format="aperio", mpp=(0.25, 0.5))
+    (new_id,) = images.insert([entry], "train")
+    assert images.by_id(new_id).mpp == (0.25, 0.5)  # type: ignore[union-attr]
+    assert db.scalar("SELECT mpp_y FROM images WHERE id = ?", (new_id,)) == 0.5
+    db.close()
+    again = Database(path)
+    assert again.schema_version == 6 and Images(again, tmp_path).by_id(new_id).mpp == (0.25, 0.5)  # type: ignore[union-attr]
+    again.close()
