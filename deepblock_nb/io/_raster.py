@@ -75,9 +75,40 @@ def open_pillow(path: Path, fmt: str) -> Image.Image:
         raise ImageReadError(f"{path}: corrupt {fmt.upper()} header ({exc})", path) from exc
 
 
+_VIPS_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+#: Largest ratio of decoded to file bytes accepted past Pillow's pixel limit: real
+#: photographs and scans compress 2-200 times; a file claiming far more is a bomb.
+STREAM_MAX_RATIO = 1000.0
+
+
 def probe_pillow(path: Path, fmt: str, max_pixels: float | None) -> ImageInfo:
-    """Header-only probe through Pillow (``Image.open`` does not decode pixels)."""
-    with open_pillow(path, fmt) as im:
+    """Header-only probe through Pillow (``Image.open`` does not decode pixels).
+
+    Pillow refuses images above twice ``PIL.Image.MAX_IMAGE_PIXELS`` (its guard
+    against decoding a "decompression bomb" whole in memory). Formats libvips
+    streams in bounded memory (``_vips``; every image that large is read that way)
+    are probed from their header by libvips instead, under our own ``max_pixels``
+    and as long as they decode to at most :data:`STREAM_MAX_RATIO` times their file size.
+    """
+    try:
+        pillow = open_pillow(path, fmt)
+    except DecompressionBombError as exc:
+        head = _vips.header(path, fmt)
+        if head is None:
+            raise
+        w, h, bands, sample = head
+        check_pixels(path, w, h, max_pixels)
+        wide = sample in ("ushort", "short")
+        ratio = w * h * bands * (2 if wide else 1) / max(1, path.stat().st_size)
+        if ratio > STREAM_MAX_RATIO:
+            raise DecompressionBombError(
+                f"{exc} It would decode to {ratio:.0f} times its file size (at most "
+                f"{STREAM_MAX_RATIO:.0f} is streamed past that limit).",
+                path,
+            ) from exc
+        mode = "I;16" if wide and bands == 1 else _VIPS_MODES.get(bands, "RGB")
+        return ImageInfo(w, h, fmt, mode, "uint16" if wide else "uint8", bands, ((w, h),))
+    with pillow as im:
         w, h = im.size
         check_pixels(path, w, h, max_pixels)
         mode = im.mode

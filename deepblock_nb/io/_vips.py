@@ -39,7 +39,7 @@ from deepblock_nb.io._lru import TileLRU
 from deepblock_nb.io._tiff import TiffSource
 from deepblock_nb.io.display import Display, strided
 
-__all__ = ["PyramidSource", "available", "build_pyramid", "pyramid_levels"]
+__all__ = ["PyramidSource", "available", "build_pyramid", "header", "pyramid_levels"]
 
 U8 = npt.NDArray[np.uint8]
 log = logging.getLogger(__name__)
@@ -76,6 +76,19 @@ def available(fmt: str) -> bool:
     vips = _pyvips()
     loader = _LOADERS.get(fmt)
     return vips is not None and loader is not None and vips.type_find("VipsOperation", loader) != 0
+
+
+def header(path: Path, fmt: str) -> tuple[int, int, int, str] | None:
+    """``(width, height, bands, vips format)`` from the file's header, without decoding
+    pixels (None when libvips cannot stream ``fmt`` or cannot read the header)."""
+    vips = _pyvips()
+    if vips is None or not available(fmt):
+        return None
+    try:
+        im = vips.Image.new_from_file(str(path), access="sequential", fail_on="error")
+        return int(im.width), int(im.height), int(im.bands), str(im.format)
+    except Exception:  # pyvips.Error: the caller reports the file with its own message
+        return None
 
 
 def pyramid_levels(width: int, height: int, tile: int = TILE_SIDE) -> list[tuple[int, int]]:

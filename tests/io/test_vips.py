@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepblock_nb.errors import ImageReadError
+from deepblock_nb.errors import DecompressionBombError, ImageReadError
 from deepblock_nb.io import _raster, _vips
 from deepblock_nb.io._base import _fit
 from deepblock_nb.io._raster import pillow_rgb
-from deepblock_nb.io.images import open_image
+from deepblock_nb.io.images import open_image, probe_image
 
 pyvips = pytest.importorskip("pyvips")
 
@@ -210,3 +210,25 @@ def test_building_the_cache_of_a_12000_square_jpeg_stays_under_400_mb(tmp_path) 
     print(f"peak RSS building the pyramid of a {side:,}^2 JPEG: {peak_mb} MB")
     assert peak_mb < 400
     assert len(list((tmp_path / "cache").glob("*.pyramid.tif"))) == 1
+
+
+def test_an_image_above_pillows_pixel_limit_streams_through_libvips(tmp_path, monkeypatch) -> None:
+    """Pillow refuses images above twice its MAX_IMAGE_PIXELS; those libvips streams in
+    bounded memory are probed from their header by libvips and read (a 20,000^2 PNG is
+    400 MP, past Pillow's 179 MP). Here both limits are lowered to keep the file small."""
+    rgb = np.random.default_rng(3).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    path = tmp_path / "big.png"
+    Image.fromarray(rgb).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow now refuses it as a bomb
+    monkeypatch.setattr(_raster, "STREAM_MIN_PIXELS", 1)  # and it is "large": streamed
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(path)
+    info = probe_image(path)
+    assert (info.width, info.height, info.mode, info.dtype, info.bands) == (160, 120, "RGB", "uint8", 3)
+    with open_image(path, cache_dir=tmp_path / "cache") as src:
+        assert isinstance(src, _vips.PyramidSource)
+        np.testing.assert_array_equal(src.read_region(0, 0, 160, 120), rgb)
+    # a file claiming far more pixels than its bytes can hold stays refused, naming itself
+    monkeypatch.setattr(_raster, "STREAM_MAX_RATIO", 0.5)  # (random pixels: about 1 here)
+    with pytest.raises(DecompressionBombError, match=r"big\.png.*times its file size"):
+        probe_image(path)
