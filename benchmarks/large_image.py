@@ -14,10 +14,16 @@ and, in a separate subprocess so its memory is measured on its own, the baseline
 ``tifffile.imread`` of the whole image. Peak memory is the highest resident set
 size (RSS, sampled every 2 ms by a thread) during each step.
 
+Then, for a format without random access: the time to the first overview of a
+``--png`` side PNG (default 20,000: 1.2 GB decoded), ours (libvips streams it into a
+pyramidal TIFF under ``cache/`` and reads the overview from it) against a whole-image
+Pillow decode and thumbnail, each in a fresh process with its peak memory.
+
 Usage::
 
     python benchmarks/large_image.py                 # 30,000 x 30,000 (~2.7 GB decoded)
     python benchmarks/large_image.py --size 8000     # a quicker run
+    python benchmarks/large_image.py --png 0         # without the PNG comparison
 """
 
 from __future__ import annotations
@@ -97,6 +103,54 @@ print(json.dumps({"seconds": dt, "peak_rss_mb": peak[0] / 2**20, "checksum": int
 """
 
 
+PNG_CHILD = """
+import json, sys, tempfile, threading, time, psutil
+proc = psutil.Process(); peak = [proc.memory_info().rss]; stop = threading.Event()
+def sample():
+    while not stop.is_set():
+        peak[0] = max(peak[0], proc.memory_info().rss); time.sleep(0.002)
+t = threading.Thread(target=sample, daemon=True); t.start()
+before = proc.memory_info().rss
+t0 = time.perf_counter()
+if sys.argv[2] == "ours":
+    sys.path.insert(0, sys.argv[3])
+    from deepblock_nb.io.images import open_image
+    with tempfile.TemporaryDirectory() as cache, open_image(sys.argv[1], cache_dir=cache) as src:
+        ov = src.overview(1024)
+else:
+    from PIL import Image
+    Image.MAX_IMAGE_PIXELS = None
+    im = Image.open(sys.argv[1]); im.load(); im.thumbnail((1024, 1024)); ov = im
+dt = time.perf_counter() - t0
+stop.set(); t.join(); peak[0] = max(peak[0], proc.memory_info().rss)
+print(json.dumps({"seconds": dt, "peak_rss_mb": peak[0] / 2**20, "over_mb": (peak[0] - before) / 2**20}))
+"""
+
+
+def png_overview(folder: Path, size: int) -> None:
+    """Time to the first overview of a large PNG: ours against a whole Pillow decode."""
+    from _bigpng import make_png
+
+    path = make_png(folder / f"rgb_{size}.png", size)
+    print(f"\n{path}: {path.stat().st_size / MB:.0f} MB on disk, {size**2 * 3 / MB:.0f} MB decoded")
+    root = str(Path(__file__).resolve().parents[1])
+    got = {}
+    for who in ("ours", "pillow"):
+        out = subprocess.run(
+            [sys.executable, "-c", PNG_CHILD, str(path), who, root],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        got[who] = r = json.loads(out.stdout.strip().splitlines()[-1])
+        label = "ours: open + overview 1024" if who == "ours" else "Pillow: decode + thumbnail"
+        print(f"{label:28s} {r['seconds'] * 1000:10.1f} ms   peak RSS {r['peak_rss_mb']:8.1f} MB")
+    print(
+        f"first overview, ours / Pillow: time {got['ours']['seconds'] / got['pillow']['seconds']:.2f}x, "
+        f"peak memory {got['ours']['peak_rss_mb'] / got['pillow']['peak_rss_mb']:.2f}x"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -104,6 +158,7 @@ def main() -> None:
     parser.add_argument("--dir", default="/tmp/dbn_bench", help="folder for the generated image")
     parser.add_argument("--size", type=int, default=30_000, help="image side in pixels")
     parser.add_argument("--window", type=int, default=1000, help="window / grid tile side")
+    parser.add_argument("--png", type=int, default=20_000, help="side of the PNG comparison (0: skip)")
     args = parser.parse_args()
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
@@ -170,6 +225,8 @@ def main() -> None:
         f"(target < 100 ms), peak {r['read_region 1000 (cold)']['peak_rss_mb']:.0f} MB (target < 500 MB)"
     )
     print(f"full pass peak {full['peak_rss_mb']:.0f} MB (target < 500 MB)")
+    if args.png:
+        png_overview(folder, args.png)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,14 @@ same 500 x 500 tiles without overlap:
 1. our ``predict_image`` time divided by the bare batched model time over the same
    tiles already in memory (target <= 1.15), on the 8,000 x 8,000 image;
 2. against SAHI's ``get_sliced_prediction`` (same slices, NMS at IoU 0.5, no
-   full-image pass) on an 8,000 x 8,000 JPEG and a 30,000 x 30,000 tiled TIFF:
-   wall time and peak resident memory, each method in a fresh process.
+   full-image pass) on an 8,000 x 8,000 JPEG, a 20,000 x 20,000 PNG (no random
+   access: we stream it through libvips, SAHI decodes it whole) and a 30,000 x
+   30,000 tiled TIFF: wall time and peak resident memory, each method in a fresh
+   process (targets: ours below SAHI on the JPEG and the PNG, and under 500 MB
+   above the process before predicting).
 
-    .venv/bin/python benchmarks/predict.py                 # both images
-    .venv/bin/python benchmarks/predict.py --sizes 8000    # the small one only
+    .venv/bin/python benchmarks/predict.py                              # all three
+    .venv/bin/python benchmarks/predict.py --sizes 8000 --png-sizes    # the JPEG only
 
 SAHI is a benchmark-only dependency (``pip install sahi``).
 """
@@ -269,7 +272,8 @@ def _spawn(method: str, path: Path, args: argparse.Namespace, with_pure: bool = 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[8000, 30000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[8000, 30000], help="JPEG up to 10000, else TIFF")
+    ap.add_argument("--png-sizes", type=int, nargs="*", default=[20000], help="PNG images (libvips-streamed)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "deepblock-bench")
@@ -285,9 +289,15 @@ def main() -> None:
         return
     args.work.mkdir(parents=True, exist_ok=True)
     results = []
-    for size in args.sizes:
+    from _bigpng import make_png
+
+    inputs = [(size, "jpeg" if size <= 10000 else "tiff") for size in args.sizes]
+    inputs += [(size, "png") for size in args.png_sizes]
+    for size, kind in inputs:
         t = time.perf_counter()
-        if size <= 10000:
+        if kind == "png":
+            path = make_png(args.work / f"bench_{size}.png", size)
+        elif kind == "jpeg":
             path = make_jpeg(args.work / f"bench_{size}.jpg", size)
         else:
             path = make_tiled_tiff(args.work / f"bench_{size}.tif", size)
@@ -300,6 +310,7 @@ def main() -> None:
         if not args.no_sahi:
             row["sahi"] = _spawn("sahi", path, args)
         results.append(row)
+        _targets(row, kind)
         _print(row)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
@@ -327,6 +338,20 @@ def _print(row: dict[str, Any]) -> None:
         )
     if "sahi" in row and "seconds" in row["sahi"] and "seconds" in ours:
         print(f"SAHI / ours time: {row['sahi']['seconds'] / ours['seconds']:.2f}x")
+
+
+def _targets(row: dict[str, Any], kind: str) -> None:
+    ours, sahi = row.get("ours", {}), row.get("sahi", {})
+    if "peak_over_before_mb" not in ours:
+        return
+    over = ours["peak_over_before_mb"]
+    print(f"[{'PASS' if over < 500 else 'MISS'}] ours: {over:.0f} MB above the process before (< 500 MB)")
+    if kind in ("jpeg", "png") and "peak_rss_mb" in sahi:
+        below = ours["peak_rss_mb"] < sahi["peak_rss_mb"]
+        print(
+            f"[{'PASS' if below else 'MISS'}] ours peak {ours['peak_rss_mb']:.0f} MB below SAHI's "
+            f"{sahi['peak_rss_mb']:.0f} MB"
+        )
 
 
 if __name__ == "__main__":
