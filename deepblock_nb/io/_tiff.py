@@ -233,6 +233,11 @@ def probe_tiff(path: Path, max_pixels: float | None, check_complete: bool = True
         raise ImageReadError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc})", path) from exc
 
 
+#: A tile or strip decoding to more than this makes a TIFF stream through libvips
+#: (``TiffSource.streams_better``).
+STREAM_SEGMENT_BYTES = 64 * 1024 * 1024
+
+
 class _Plane:
     """The pixels of one level: its pages, segment grid and colour rules."""
 
@@ -322,6 +327,28 @@ class TiffSource(ImageSource):
         self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         self._size = os.fstat(self._fd).st_size
         self._fd_lock = threading.Lock()
+
+    def segment_bytes(self) -> int:
+        """Decoded bytes of one tile or strip of the full-resolution level (0 when the
+        level is memory-mapped: a window then reads only its own rows)."""
+        plane = self._planes[0]
+        if plane.is_mapped:
+            return 0
+        return plane.th * plane.tw * plane.contig * int(plane.kf.dtype.itemsize) * len(plane.pages)
+
+    def streams_better(self) -> bool:
+        """Whether libvips should stream this TIFF into a pyramid instead: one
+        compressed strip (or tile) of more than :data:`STREAM_SEGMENT_BYTES`, which
+        every window touching it would decode whole (a single-strip TIFF: all of it),
+        no pyramid of its own, and 8- or 16-bit samples that are not a palette."""
+        plane = self._planes[0]
+        return (
+            self.segment_bytes() > STREAM_SEGMENT_BYTES
+            and len(self.levels) == 1
+            and len(plane.pages) == 1
+            and str(plane.kf.dtype) in ("uint8", "uint16")
+            and plane.photometric != "palette"
+        )
 
     def _pread(self, offset: int, n: int) -> bytes:
         if hasattr(os, "pread"):

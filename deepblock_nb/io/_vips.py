@@ -1,7 +1,8 @@
-"""Large PNG, JPEG, GIF and WebP streamed by libvips into a tiled pyramidal TIFF.
+"""Large PNG, JPEG, GIF, WebP and huge-strip TIFFs streamed by libvips into a tiled pyramidal TIFF.
 
 Such formats have no random access, so reading one window means decoding the
-image. Instead of decoding it whole in memory, libvips decodes it top to bottom
+image (a TIFF whose strip is larger than ``_tiff.STREAM_SEGMENT_BYTES`` too: a
+single-strip TIFF is decoded whole by every window). Instead of decoding it whole in memory, libvips decodes it top to bottom
 (``access="sequential"``), converts it to 8-bit RGB by the rules of ``_convert``
 and writes it once as a tiled (512 px), pyramidal BigTIFF: deflate for lossless
 sources, JPEG quality 95 for JPEG sources (the source is lossy already; the cache
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 
 TILE_SIDE = 512
 JPEG_QUALITY = 95
-_LOADERS = {"jpeg": "jpegload", "png": "pngload", "gif": "gifload", "webp": "webpload"}
+_LOADERS = {"jpeg": "jpegload", "png": "pngload", "gif": "gifload", "webp": "webpload", "tiff": "tiffload"}
 
 _lock = threading.Lock()
 _module: Any = None

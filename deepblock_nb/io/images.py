@@ -8,7 +8,9 @@ Formats, recognised by their content (not their file name):
 
 - TIFF, BigTIFF, OME-TIFF, pyramidal TIFF: a window decodes only the tiles or
   strips it touches; uncompressed images are memory-mapped; pyramid levels are
-  exposed as ``levels`` and used for overviews (``_tiff``).
+  exposed as ``levels`` and used for overviews (``_tiff``). A TIFF whose compressed
+  strips (or tiles) decode to more than 64 MB each (a single-strip TIFF, say), with
+  no pyramid and 8- or 16-bit samples, is streamed by libvips like a large PNG.
 - Whole-slide images (``_slide``, the optional extra ``deepblock-nb[slides]``:
   openslide-python with the openslide-bin library): every file whose content
   OpenSlide names as a vendor format (Aperio SVS, Hamamatsu NDPI/VMS/VMU, Leica
@@ -59,7 +61,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deepblock_nb.errors import ArgumentError, ImageReadError, UnsupportedFormatError
-from deepblock_nb.io import _checks, _slide
+from deepblock_nb.io import _checks, _slide, _vips
 from deepblock_nb.io._base import ImageInfo, ImageSource, WindowError, level_for
 from deepblock_nb.io._lru import DEFAULT_TILE_CACHE_BYTES, TileLRU, shared_tile_cache
 from deepblock_nb.io._raster import open_raster, probe_pillow, probe_svg
@@ -246,9 +248,15 @@ def open_image(
         return source
     lru = shared_tile_cache if cache_bytes is None else TileLRU(cache_bytes)
     if fmt == "tiff":
-        source = TiffSource(p, limit, lru, display)
-        source.cache_dir = None if cache_dir is None else Path(cache_dir)
-        return source
+        tiff = TiffSource(p, limit, lru, display)
+        if tiff.streams_better() and _vips.available("tiff"):
+            size = (tiff.width, tiff.height)
+            tiff.close()  # huge compressed strips: streamed once into a pyramid instead
+            return _vips.PyramidSource(
+                p, "tiff", size, None if cache_dir is None else Path(cache_dir), lru, display
+            )
+        tiff.cache_dir = None if cache_dir is None else Path(cache_dir)
+        return tiff
     info = probe_svg(p, limit) if fmt == "svg" else probe_pillow(p, fmt, limit)
     return open_raster(p, fmt, info, None if cache_dir is None else Path(cache_dir), lru, display)
 

@@ -232,3 +232,30 @@ def test_an_image_above_pillows_pixel_limit_streams_through_libvips(tmp_path, mo
     monkeypatch.setattr(_raster, "STREAM_MAX_RATIO", 0.5)  # (random pixels: about 1 here)
     with pytest.raises(DecompressionBombError, match=r"big\.png.*times its file size"):
         probe_image(path)
+
+
+def test_a_single_strip_compressed_tiff_streams_through_libvips(tmp_path, monkeypatch) -> None:
+    """Every window of a TIFF stored as one compressed strip would decode it whole: such
+    a TIFF is streamed once into a pyramid; tiled and strip-by-rows TIFFs stay as they are."""
+    import tifffile
+
+    from deepblock_nb.io import _tiff
+    from deepblock_nb.io._tiff import TiffSource
+
+    rgb = _photo(640, 480)
+    one = tmp_path / "one_strip.tif"
+    tifffile.imwrite(one, rgb, compression="zlib", rowsperstrip=480)
+    rows = tmp_path / "rows.tif"
+    tifffile.imwrite(rows, rgb, compression="zlib", rowsperstrip=16)
+    monkeypatch.setattr(_tiff, "STREAM_SEGMENT_BYTES", 100_000)  # 640 x 480 x 3 is 921,600 bytes
+    with open_image(one, cache_dir=tmp_path / "cache") as src:
+        assert isinstance(src, _vips.PyramidSource)
+        for x, y, w, h in [(0, 0, 640, 480), (123, 45, 300, 200), (639, 479, 1, 1)]:
+            np.testing.assert_array_equal(src.read_region(x, y, w, h), rgb[y : y + h, x : x + w])
+    with open_image(rows) as src:
+        assert isinstance(src, TiffSource)  # 16-row strips: a window decodes only its own
+    sixteen = tmp_path / "sixteen.tif"
+    tifffile.imwrite(sixteen, (rgb.astype(np.uint16) * 257), compression="zlib", rowsperstrip=480)
+    with open_image(sixteen) as src:
+        assert isinstance(src, _vips.PyramidSource)
+        np.testing.assert_array_equal(src.read_region(10, 10, 50, 40), rgb[10:50, 10:60])  # high byte
