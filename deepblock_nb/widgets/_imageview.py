@@ -314,16 +314,15 @@ class ImageView:
             cols * DENSITY_CELL, rows * DENSITY_CELL, DENSITY_CELL, DENSITY_CELL, color, alpha
         )
 
-    def stroke_grid(self, tiles: Sequence[tuple[int, int, int, int]], color: str = "#ffffff") -> None:
+    def stroke_grid(
+        self, tiles: Sequence[tuple[int, int, int, int]] | np.ndarray, color: str = "#ffffff"
+    ) -> None:
         """Outline tile windows ``(x, y, w, h)`` (image pixels), dashed, on the overlay layer."""
         if len(tiles) <= 1:
             return
         t = np.asarray(tiles, dtype=np.float64)
         xyxy = np.concatenate([t[:, :2], t[:, :2] + t[:, 2:]], axis=1)  # [T,4]
-        layer = self.canvas[1]
-        layer.set_line_dash([6, 4])
-        self.stroke_boxes(xyxy, [color] * len(xyxy), line_width=1.0)
-        layer.set_line_dash([])
+        self.stroke_boxes(xyxy, [color] * len(xyxy), line_width=1.0, dash=(6.0, 4.0))
 
     # -- pointer -------------------------------------------------------------------
     def _on_mouse_down(self, x: float, y: float) -> None:

@@ -370,7 +370,9 @@ class Labeler(W.VBox):
 
     def _draw_overlay(self, view: ImageView) -> None:
         if self.show_grid.value and self.image is not None and self.image.grid is not None:
-            view.stroke_grid(self.project.tiles(self.image.id))
+            view.stroke_grid(
+                self.image.windows()
+            )  # the record, kept fresh by grid events: no query per redraw
             self.tiles_review.draw(view)
         self.predictions_layer.draw(view)  # below the annotations and the selection
         det = self._shown()
