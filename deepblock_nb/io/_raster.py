@@ -69,7 +69,9 @@ def open_pillow(path: Path, fmt: str) -> Image.Image:
             "raise it only for files you trust)",
             path,
         ) from exc
-    except Image.UnidentifiedImageError as exc:
+    except (Image.UnidentifiedImageError, ImportError) as exc:
+        # ImportError: a library that replaced Image.open (Ultralytics does, on import)
+        # tried to load a plugin for an unknown file
         raise ImageReadError(f"{path}: not a {fmt.upper()} image Pillow can read", path) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageReadError(f"{path}: corrupt {fmt.upper()} header ({exc})", path) from exc

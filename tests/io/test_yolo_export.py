@@ -158,6 +158,11 @@ def offline_ultralytics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     folder, YOLO_OFFLINE set, and every download path made to fail the test."""
     monkeypatch.setenv("YOLO_OFFLINE", "1")
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics-config"))
+    # importing ultralytics replaces PIL.Image.open for the whole process (its patches
+    # module); the original comes back after this test
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "open", Image.open)
     pytest.importorskip("ultralytics")
     from ultralytics.data import utils as data_utils
     from ultralytics.utils import downloads
