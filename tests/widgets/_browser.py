@@ -47,6 +47,20 @@ def require_browser() -> None:
     pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 
 
+def run_first_cell(page: Any, base: str, notebook: str, timeout_ms: int = 120_000) -> None:
+    """Open ``notebook`` in JupyterLab (a fresh workspace), accept the kernel dialog when
+    one asks, wait for the kernel to be idle, and run the first cell (Shift+Enter)."""
+    page.goto(f"{base}/lab/tree/{notebook}?reset", timeout=timeout_ms)
+    page.wait_for_selector(".jp-Notebook", timeout=timeout_ms)
+    try:
+        page.locator(".jp-Dialog button.jp-mod-accept").first.click(timeout=5_000)  # "Select Kernel"
+    except Exception:
+        pass
+    page.locator("text=Idle >> visible=true").first.wait_for(timeout=timeout_ms)
+    page.locator(".jp-Notebook .jp-Cell").first.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+
+
 def write_notebook(path: Path, cells: list[str]) -> None:
     nb = {
         "cells": [

@@ -24,7 +24,15 @@ import pytest
 from PIL import Image
 
 from tests._jupyter import jupyter_lab
-from tests.widgets._browser import CHROMIUM, CHROMIUM_ARGS, Kernel, Store, require_browser, write_notebook
+from tests.widgets._browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Kernel,
+    Store,
+    require_browser,
+    run_first_cell,
+    write_notebook,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -100,15 +108,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
         try:
             context = browser.new_context(viewport={"width": 1400, "height": 1200})
             page = context.new_page()
-            page.goto(f"{base}/lab/tree/{NOTEBOOK}?reset", timeout=120_000)
-            page.wait_for_selector(".jp-Notebook", timeout=120_000)
-            try:
-                page.locator(".jp-Dialog button.jp-mod-accept").first.click(timeout=5_000)  # "Select Kernel"
-            except Exception:
-                pass
-            page.locator("text=Idle >> visible=true").first.wait_for(timeout=120_000)
-            page.locator(".jp-Notebook .jp-Cell").first.locator(".jp-InputArea-editor").click()
-            page.keyboard.press("Shift+Enter")
+            run_first_cell(page, base, NOTEBOOK)
             kernel = Kernel(base, work / "runtime", NOTEBOOK)
             page.locator("button", has_text="Start camera").first.wait_for(timeout=120_000)
             page.locator("table.deepblock-table").first.wait_for(timeout=60_000)

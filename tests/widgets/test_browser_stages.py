@@ -38,6 +38,7 @@ from tests.widgets._browser import (
     Store,
     hex_rgb,
     require_browser,
+    run_first_cell,
     write_notebook,
 )
 
@@ -185,15 +186,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
         try:
             # tall enough that the whole App fits the notebook's scrolling area (screenshots)
             page = browser.new_page(viewport={"width": 1360, "height": 2800})
-            page.goto(f"{base}/lab/tree/{NOTEBOOK}?reset", timeout=120_000)
-            page.wait_for_selector(".jp-Notebook", timeout=120_000)
-            try:
-                page.locator(".jp-Dialog button.jp-mod-accept").first.click(timeout=5_000)  # "Select Kernel"
-            except Exception:
-                pass
-            page.locator("text=Idle >> visible=true").first.wait_for(timeout=120_000)
-            page.locator(".jp-Notebook .jp-Cell").first.locator(".jp-InputArea-editor").click()
-            page.keyboard.press("Shift+Enter")
+            run_first_cell(page, base, NOTEBOOK)
             kernel = Kernel(base, work / "runtime", NOTEBOOK)
             page.locator(".lm-TabBar-tabLabel", has_text=_exactly("Divide")).first.wait_for(timeout=120_000)
             page.locator(".jp-OutputArea-output canvas").first.wait_for(state="visible", timeout=60_000)
