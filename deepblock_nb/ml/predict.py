@@ -223,8 +223,8 @@ def at_least(windows: npt.ArrayLike, image_wh: tuple[int, int], side: int) -> In
     past the image: shifted inside it, and no wider than it).
 
     A detector sees its training tiles at one size; a smaller window, padded up to
-    its input, is not what it learnt on (SSDlite's squeeze-excitation blocks pool
-    the whole input, padding included): boxes came out shifted by 5 % of their size.
+    its input, is not what it learnt on: boxes came out shifted by 5 % of their size
+    (likely SSDlite's squeeze-excitation blocks, which pool the whole input, padding included).
     Real context from the image is what the model expects instead.
 
     Returns:
