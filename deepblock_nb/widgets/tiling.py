@@ -118,7 +118,10 @@ class TilingControls(W.VBox):
         if image_id is not None:
             rec = self.project.image(image_id)
             with self.project.open_image(rec) as src:
-                self._overview = src.overview(self.preview_side)
+                ov = src.overview(self.preview_side)
+            # a small image fills the preview too: enlarged by a whole factor (pixels stay sharp)
+            k = max(1, self.preview_side // max(ov.shape[:2]))
+            self._overview = ov if k == 1 else np.repeat(np.repeat(ov, k, axis=0), k, axis=1)
             grid = rec.grid
             with self.hold_sync():
                 self.rows.value, self.cols.value = (grid.rows, grid.cols) if grid else (1, 1)

@@ -54,3 +54,17 @@ def test_grid_lines_match_the_tiles(
     xs, ys = grid_lines(wh, rows, cols, overlap)
     assert len(xs) == nx and len(ys) == ny
     assert xs[0] == 0 and xs[-1] == wh[0] and ys[0] == 0 and ys[-1] == wh[1]
+
+
+def test_a_small_image_fills_the_preview(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    project = dbn.Project.create(tmp_path / "p", categories=["a"])
+    rgb = np.random.default_rng(0).integers(0, 255, (100, 128, 3), dtype=np.uint8)
+    rec = project.add_image(rgb, name="small.png")
+    panel = TilingControls(project)
+    panel.image_list.value = rec.id
+    settled()
+    ov = panel._overview
+    assert ov is not None and ov.shape[:2] == (300, 384)  # enlarged 3 times: within 480 px
+    np.testing.assert_array_equal(ov[::3, ::3], rgb)
+    panel.close()
+    project.close()
