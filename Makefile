@@ -10,7 +10,6 @@ STAMP  := $(VENV)/.installed
 TORCH  := torch==2.14.1 torchvision==0.29.1
 DEMO   ?= demo_project
 PORT   ?= 8888
-export MPLBACKEND := Agg
 # JupyterLab refuses to run as root unless told (containers, CI machines)
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 

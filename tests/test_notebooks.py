@@ -8,6 +8,7 @@ they hold); such a cell prints one JSON line that the test parses.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -31,10 +32,13 @@ def run_notebook(name: str, tmp_path: Path, timeout: int = 600) -> tuple[Any, fl
     shutil.copy(NOTEBOOKS / name, copy)
     nb = nbformat.read(copy, as_version=4)
     start = time.perf_counter()
+    # the kernel gets the environment a user's JupyterLab would give it: a MPLBACKEND
+    # set for headless runs (Agg) would make plt.show() print nothing
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     try:
         NotebookClient(
             nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-        ).execute()
+        ).execute(env=env)
     finally:
         nbformat.write(nb, copy)  # the executed notebook, to read after a failure
     seconds = time.perf_counter() - start
