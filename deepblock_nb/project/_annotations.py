@@ -207,6 +207,8 @@ class AnnotationIO:
                     category=[names[int(c)] for c in boxes.category_id],
                     source_id=rec.id,
                     xywh=xywh,
+                    # an imported box is written back as its file had it
+                    sources=[None if s == "imported" else s for s in boxes.source],
                 )
             )
         return AnnotationSet(categories=[c.name for c in self._p.categories], images=images)

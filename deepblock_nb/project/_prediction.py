@@ -8,7 +8,7 @@ without running the model again. Boxes are ``xyxy`` pixels of the original image
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,8 +91,12 @@ class Prediction:
         accurate: bool,
         batch_size: int | None,
         verb: str,
+        store: Callable[[ImageRecord, Detections], None] | None = None,
     ) -> tuple[list[int], dict[str, BaseException], bool]:
-        """Predict and store each image; returns the ids done, the failures, and whether it stopped."""
+        """Predict and store each image; returns the ids done, the failures, and whether it stopped.
+
+        ``store(record, detections)``: what keeps an image's boxes (default: its current predictions)."""
+        store = store or (lambda rec, det: self.store_predictions(rec, run_id, det))
         from deepblock_nb.ml.predict import PredictionStopped, plan_tiles, predict_image
 
         # the grid's windows, computed once per image and passed on
@@ -137,12 +141,15 @@ class Prediction:
                 failures[rec.name] = exc
                 before += n_tiles
                 continue
-            det = det[np.isin(det.class_id, known)]  # categories removed since training
-            self._store.predictions.replace(rec.id, run_id, det)
-            self._p._emit("predictions", action="stored", image=rec, run=run_id)
+            store(rec, det[np.isin(det.class_id, known)])  # not categories removed since training
             done.append(rec.id)
             before += n_tiles
         return done, failures, False
+
+    def store_predictions(self, rec: ImageRecord, run_id: int, det: Detections) -> None:
+        """Make ``det`` the image's current predictions, by ``run_id``, and say so."""
+        self._store.predictions.replace(rec.id, run_id, det)
+        self._p._emit("predictions", action="stored", image=rec, run=run_id)
 
     def _records(self, images: Iterable[Any] | Any | None) -> list[ImageRecord]:
         if images is None:
@@ -168,10 +175,16 @@ class Prediction:
         batch_size: int | None,
         device: str,
         model: Any,
+        *,
+        kind: str = "predict",
+        store: Callable[[ImageRecord, int, Detections], None] | None = None,
     ) -> Job:
+        """A job predicting ``images`` with a run; ``store(record, run id, detections)`` keeps
+        each image's boxes (default: as its current predictions); ``kind``: the job's kind."""
         _check_batch_size(batch_size)
         run_id, ckpt = self._checkpoint(run)
         records = self._records(images)
+        keep = store or self.store_predictions
 
         def work(job: Job) -> None:
             from deepblock_nb.ml.checkpoints import load_for_inference
@@ -179,8 +192,9 @@ class Prediction:
             job.set_progress(0.0, f"loading the model of run {run_id}")
             loaded = load_for_inference(ckpt, device, model=model)
             done, failures, stopped = self._predict_images(
-                job, loaded, run_id, records, accurate, batch_size, "predicting"
-            )
+                job, loaded, run_id, records, accurate, batch_size, "predicting",
+                lambda rec, det: keep(rec, run_id, det),
+            )  # fmt: skip
             job.result = done
             if failures:
                 lines = "; ".join(f"{name}: {exc}" for name, exc in failures.items())
@@ -194,9 +208,7 @@ class Prediction:
                 job.progress, f"{'stopped after' if stopped else 'predicted'} {len(done)} images"
             )
 
-        return self._p._jobs.submit(
-            "predict", work, description=f"predict {len(records)} images with run {run_id}"
-        )
+        return self._p._jobs.submit(kind, work, description=f"{kind} {len(records)} images with run {run_id}")
 
     # -- Evaluate ----------------------------------------------------------------
     def evaluate(

@@ -42,6 +42,7 @@ from deepblock_nb.project._checks import (
 )
 from deepblock_nb.project._images import ImageService
 from deepblock_nb.project._prediction import Prediction
+from deepblock_nb.project._proposals import ModelAssisted
 from deepblock_nb.project._training import Training
 from deepblock_nb.store import Category, Database, Events, Grid, ImageRecord, Store
 from deepblock_nb.store.files import ImageSourceLike, Staging
@@ -62,7 +63,7 @@ CategoryLike = Category | int | str
 ImageLike = ImageRecord | int | str
 
 
-class Project:
+class Project(ModelAssisted):
     """A deepblock_nb project folder: ``Project.create(path, categories=[...])`` or ``Project.open(path)``.
 
     Layout on disk::
@@ -151,7 +152,7 @@ class Project:
     # -- events ---------------------------------------------------------------
     def on(self, topic: str, callback: Callable[..., None]) -> Callable[[], None]:
         """Subscribe to changes: "images", "annotations", "categories", "predictions",
-        "jobs", "runs", "grid", "threshold" (payloads: ``store.events.PAYLOADS``).
+        "jobs", "runs", "grid", "threshold", "proposals" (payloads: ``store.events.PAYLOADS``).
 
         ``callback(topic=..., **payload)`` runs after the change has committed, on
         the thread that made it (a cell's, or a background job's). Returns a
@@ -375,9 +376,8 @@ class Project:
         rec = self._box_image(box_id)
         box = None
         if xyxy is not None:
-            box = clip_checked(box_array(xyxy, "box").reshape(1, 4), rec.image_wh, f"image {rec.name!r}")[0][
-                0
-            ]
+            clipped, _ = clip_checked(box_array(xyxy, "box").reshape(1, 4), rec.image_wh, f"image {rec.name!r}")
+            box = clipped[0]
         cat_id = None if category is None else self.category(category).id
         self._store.annotations.update(int(box_id), box, cat_id)
         self._emit("annotations", action="updated", image=rec, ids=np.array([int(box_id)]))
@@ -511,7 +511,9 @@ class Project:
                 the planned epochs, or this many more.
             model: ``"auto"`` (the small preset on a CPU), a preset name (see
                 ``deepblock_nb.ml.models.list_presets()``) or a torch detection module.
-            batch_size, lr: None takes the preset's defaults (or, with ``resume``, the run's saved values).
+            batch_size: None takes the preset's default (or, with ``resume``, the run's saved value).
+            lr: the peak learning rate; None takes the preset's default (or, with ``resume``, the run's
+                saved value).
             device: ``"auto"`` (CUDA, then MPS, else CPU), ``"cpu"``, ``"cuda"``, ...
             resume: True continues the newest run from its ``last.pt``; a run id continues that run.
                 Settings not passed keep the run's saved values; those passed (even defaults) replace them.

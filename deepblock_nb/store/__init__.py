@@ -1,5 +1,5 @@
 """The project on disk: SQLite schema and migrations, one repository per kind of
-record (categories, images, annotations, runs, predictions), and change events.
+record (categories, images, annotations, runs, predictions, proposals), and change events.
 
 All SQL of deepblock_nb lives in this package.
 """
@@ -14,12 +14,14 @@ from deepblock_nb.store.database import Database
 from deepblock_nb.store.events import TOPICS, Events
 from deepblock_nb.store.images import Images, StagedImage
 from deepblock_nb.store.predictions import Predictions
+from deepblock_nb.store.proposals import PROPOSAL_STATES, Proposals
 from deepblock_nb.store.provenance import Provenance
 from deepblock_nb.store.records import SPLITS, Category, Grid, ImageRecord
 from deepblock_nb.store.reviews import Reviews
 from deepblock_nb.store.runs import RUN_STATUSES, Runs
 
 __all__ = [
+    "PROPOSAL_STATES",
     "RUN_STATUSES",
     "SPLITS",
     "TOPICS",
@@ -34,6 +36,7 @@ __all__ = [
     "Images",
     "ImportedBox",
     "Predictions",
+    "Proposals",
     "Provenance",
     "Reviews",
     "Runs",
@@ -54,6 +57,7 @@ class Store:
         self.runs = Runs(db)
         self.predictions = Predictions(db)
         self.provenance = Provenance(db)
+        self.proposals = Proposals(db)
 
     def write(self) -> AbstractContextManager[sqlite3.Connection]:
         """One transaction over any of the repositories (``with store.write(): ...``)."""

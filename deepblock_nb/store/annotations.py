@@ -28,12 +28,14 @@ class ImportedBox:
 
 @dataclass(frozen=True)
 class ExportBoxes:
-    """An image's boxes for an export: ``xyxy (N, 4)``, ``category_id (N,)``, and
-    ``src_wh (N, 2)`` with NaN where the box has no imported width/height."""
+    """An image's boxes for an export: ``xyxy (N, 4)``, ``category_id (N,)``,
+    ``src_wh (N, 2)`` with NaN where the box has no imported width/height, and each
+    box's ``source``."""
 
     xyxy: np.ndarray
     category_id: np.ndarray
     src_wh: np.ndarray
+    source: list[str]
 
 
 class Annotations:
@@ -59,14 +61,16 @@ class Annotations:
 
     def for_export(self, image_id: int) -> ExportBoxes:
         rows = self._db.query(
-            "SELECT category_id, x1, y1, x2, y2, src_w, src_h FROM annotations WHERE image_id = ? ORDER BY id",
+            "SELECT category_id, x1, y1, x2, y2, src_w, src_h, source FROM annotations "
+            "WHERE image_id = ? ORDER BY id",
             (int(image_id),),
         )
         xyxy = np.array([(r["x1"], r["y1"], r["x2"], r["y2"]) for r in rows], np.float64).reshape(-1, 4)
         src = np.array(
             [(np.nan, np.nan) if r["src_w"] is None else (r["src_w"], r["src_h"]) for r in rows], np.float64
         ).reshape(-1, 2)
-        return ExportBoxes(xyxy, np.array([r["category_id"] for r in rows], np.int64), src)
+        cats = np.array([r["category_id"] for r in rows], np.int64)
+        return ExportBoxes(xyxy, cats, src, [str(r["source"]) for r in rows])
 
     def sources(self, box_ids: Sequence[int] | np.ndarray) -> dict[int, str]:
         """``{box id: source}`` ("manual", "imported", ...) of the given boxes that exist."""
@@ -117,7 +121,8 @@ class Annotations:
         return len(boxes)
 
     def update(self, box_id: int, xyxy: np.ndarray | None = None, category_id: int | None = None) -> None:
-        """Move/resize (forgets the imported width/height) and/or relabel one box."""
+        """Move/resize (forgets the imported width/height) and/or relabel one box; a box accepted
+        from a proposal becomes "corrected" (and so does its proposal)."""
         with self._db.write() as cx:
             if xyxy is not None:
                 cx.execute(
@@ -128,6 +133,15 @@ class Annotations:
                 cx.execute(
                     "UPDATE annotations SET category_id = ? WHERE id = ?", (int(category_id), int(box_id))
                 )
+            if xyxy is not None or category_id is not None:  # a proposal taken as it was, then changed
+                cx.execute(
+                    "UPDATE annotations SET source = 'corrected' WHERE id = ? AND source = 'accepted'",
+                    (int(box_id),),
+                )
+                cx.execute(
+                    "UPDATE proposals SET state = 'corrected' WHERE annotation_id = ? AND state = 'accepted'",
+                    (int(box_id),),
+                )
 
     def delete(self, box_id: int) -> None:
         with self._db.write() as cx:
@@ -137,6 +151,16 @@ class Annotations:
         """Boxes per image id (images without boxes are absent)."""
         rows = self._db.query("SELECT image_id, count(*) AS n FROM annotations GROUP BY image_id")
         return {int(r["image_id"]): int(r["n"]) for r in rows}
+
+    def counts_by_source(self, split: str | None = None) -> list[tuple[int, str, int]]:
+        """``(category id, source, boxes)`` over the images of one split, or all."""
+        where = "" if split is None else "WHERE i.split = ?"
+        rows = self._db.query(
+            "SELECT a.category_id AS c, a.source AS s, count(*) AS n FROM annotations a "
+            f"JOIN images i ON i.id = a.image_id {where} GROUP BY a.category_id, a.source",
+            () if split is None else (split,),
+        )
+        return [(int(r["c"]), str(r["s"]), int(r["n"])) for r in rows]
 
     def count(self) -> int:
         return int(self._db.scalar("SELECT count(*) FROM annotations"))

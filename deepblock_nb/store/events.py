@@ -40,6 +40,8 @@ PAYLOADS: dict[str, tuple[str, ...]] = {
     "grid": ("image",),
     # value: the effective threshold (project.threshold) after the change
     "threshold": ("value",),
+    # image: ImageRecord | None (None: several images); ids: proposal ids or None
+    "proposals": ("action", "image", "ids"),
 }
 
 #: topic -> the values its ``action`` takes
@@ -48,6 +50,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "annotations": ("added", "updated", "deleted", "imported"),
     "categories": ("added", "renamed", "recolored", "removed"),
     "predictions": ("stored", "cleared"),
+    "proposals": ("stored", "accepted", "corrected", "rejected", "reopened", "cleared"),
     "runs": ("created", "queued", "running", "progress", "ended", "evaluated"),
 }
 

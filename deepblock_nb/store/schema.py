@@ -126,6 +126,26 @@ MIGRATIONS: list[str] = [
     ALTER TABLE images ADD COLUMN mpp_x REAL;
     ALTER TABLE images ADD COLUMN mpp_y REAL;
     """,
+    # 6 -> 7: proposals, a run's predictions offered for labelling: open until
+    # accepted or corrected (then ``annotation_id`` is the box it became) or rejected
+    # (kept, so that run does not propose it again).
+    """
+    CREATE TABLE proposals (
+        id            INTEGER PRIMARY KEY,
+        image_id      INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        run_id        INTEGER REFERENCES runs(id) ON DELETE CASCADE,
+        category_id   INTEGER NOT NULL REFERENCES categories(id) ON DELETE CASCADE,
+        x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+        score         REAL NOT NULL,
+        state         TEXT NOT NULL DEFAULT 'open'
+                      CHECK (state IN ('open', 'accepted', 'corrected', 'rejected')),
+        annotation_id INTEGER REFERENCES annotations(id) ON DELETE SET NULL,
+        created       REAL NOT NULL,
+        decided       REAL,
+        CHECK (x2 > x1 AND y2 > y1)
+    );
+    CREATE INDEX proposals_image ON proposals(image_id, state, run_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -113,6 +113,28 @@ class Editor:
         lab = self._lab
         with lab._own():
             box_id = lab.project.add_box(image, category, xyxy, source=source)
+        self._added(image, category, xyxy, box_id, source)
+        return box_id
+
+    def accept_proposal(self, proposal: int, xyxy: Any, category: Any) -> int:
+        """``project.accept_proposal`` of a proposal of the shown image, at ``xyxy`` as ``category``
+        (its own, or corrected ones); the new box joins the in-memory boxes."""
+        lab = self._lab
+        with lab._own():
+            box_id = lab.project.accept_proposal(proposal, xyxy=xyxy, category=category)
+        if lab.image is not None:
+            source = lab.project.annotation_sources([box_id]).get(box_id, "accepted")
+            self._added(lab.image.id, category, xyxy, box_id, source)
+        return box_id
+
+    def reject_proposals(self, image: Any, ids: Any) -> None:
+        self._lab.project.reject_proposals(image, ids)
+
+    def reopen_proposals(self, ids: Any) -> None:
+        self._lab.project.reopen_proposals(ids)
+
+    def _added(self, image: Any, category: Any, xyxy: Any, box_id: int, source: str) -> None:
+        lab = self._lab
         det = lab._boxes
         if det is not None and lab.image is not None and int(image) == lab.image.id:
             xy = lab._clip(np.asarray(xyxy, dtype=np.float64).reshape(1, 4))
@@ -135,7 +157,6 @@ class Editor:
                     index.add(xy[0], cid)
             lab.box_list.sources[int(box_id)] = source
             self._follow(new, new_shown)
-        return box_id
 
     def update_box(self, box_id: int, xyxy: Any = None, category: Any = None) -> None:
         lab = self._lab

@@ -1,4 +1,4 @@
-"""Undo/redo of box edits: commands that know how to undo and redo themselves.
+"""Undo/redo of box edits (and of decisions on proposals): commands that know how to undo and redo themselves.
 
 A command acts through an *editor*, anything with the Project's box methods
 (``add_box(image, category, xyxy) -> id``, ``update_box(id, xyxy=, category=)``,
@@ -15,13 +15,25 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-__all__ = ["AddBox", "Command", "DeleteBox", "History", "UpdateBox"]
+__all__ = [
+    "AcceptProposal",
+    "AddBox",
+    "Command",
+    "DeleteBox",
+    "Group",
+    "History",
+    "RejectProposals",
+    "UpdateBox",
+]
 
 
 class BoxEditor(Protocol):
     def add_box(self, image: Any, category: Any, xyxy: Any, source: str = "manual") -> int: ...
     def update_box(self, box_id: int, xyxy: Any = None, category: Any = None) -> None: ...
     def delete_box(self, box_id: int) -> None: ...
+    def accept_proposal(self, proposal: int, xyxy: Any, category: Any) -> int: ...
+    def reject_proposals(self, image: Any, ids: Any) -> None: ...
+    def reopen_proposals(self, ids: Any) -> None: ...
 
 
 class _Ids:
@@ -113,7 +125,62 @@ class UpdateBox:
             editor.update_box(ids.current(self.key), xyxy=np.array(xyxy))
 
 
-Command = AddBox | DeleteBox | UpdateBox
+@dataclass(frozen=True)
+class AcceptProposal:
+    """A proposal became a box (as proposed, or corrected to ``xyxy``/``category``); undo
+    deletes the box and reopens the proposal, redo accepts it again (a new box id)."""
+
+    image_id: int
+    key: int
+    proposal: int
+    category: int
+    xyxy: tuple[float, float, float, float]
+    kind: Literal["accept"] = "accept"
+
+    def undo(self, editor: BoxEditor, ids: _Ids) -> None:
+        editor.delete_box(ids.current(self.key))
+        ids.drop(self.key)
+        editor.reopen_proposals([self.proposal])
+
+    def redo(self, editor: BoxEditor, ids: _Ids) -> None:
+        ids.bind(self.key, editor.accept_proposal(self.proposal, np.array(self.xyxy), self.category))
+
+
+@dataclass(frozen=True)
+class RejectProposals:
+    """Proposals of an image were rejected; undo reopens them, redo rejects them again."""
+
+    image_id: int
+    proposals: tuple[int, ...]
+    kind: Literal["reject"] = "reject"
+    key: None = None  # names no box
+
+    def undo(self, editor: BoxEditor, ids: _Ids) -> None:
+        editor.reopen_proposals(list(self.proposals))
+
+    def redo(self, editor: BoxEditor, ids: _Ids) -> None:
+        editor.reject_proposals(self.image_id, list(self.proposals))
+
+
+@dataclass(frozen=True)
+class Group:
+    """Several commands of one image made as one step ("accept all"): undone in reverse."""
+
+    image_id: int
+    commands: tuple[Any, ...]
+    kind: str = "group"
+    key: None = None
+
+    def undo(self, editor: BoxEditor, ids: _Ids) -> None:
+        for cmd in reversed(self.commands):
+            cmd.undo(editor, ids)
+
+    def redo(self, editor: BoxEditor, ids: _Ids) -> None:
+        for cmd in self.commands:
+            cmd.redo(editor, ids)
+
+
+Command = AddBox | DeleteBox | UpdateBox | AcceptProposal | RejectProposals | Group
 
 
 def _xyxy(a: Any) -> tuple[float, float, float, float]:
@@ -159,6 +226,23 @@ class History:
             UpdateBox(int(image_id), key, kind, _xyxy(old[0]), _xyxy(new[0]), int(old[1]), int(new[1]))
         )
 
+    def accepted(self, image_id: int, box_id: int, proposal: int, category: int, xyxy: Any) -> None:
+        """A proposal became box ``box_id`` of ``category`` at ``xyxy`` (as stored)."""
+        self._push(
+            AcceptProposal(int(image_id), self._ids.key(box_id), int(proposal), int(category), _xyxy(xyxy))
+        )
+
+    def rejected(self, image_id: int, proposals: Any) -> None:
+        self._push(RejectProposals(int(image_id), tuple(int(i) for i in proposals)))
+
+    def group(self, n: int, kind: str) -> None:
+        """Make the last ``n`` recorded commands (of one image) one step named ``kind``."""
+        if n < 1 or n > len(self._undo):
+            return
+        cmds = tuple(self._undo[-n:])
+        del self._undo[-n:]
+        self._undo.append(Group(cmds[0].image_id, cmds, kind))
+
     def _push(self, cmd: Command) -> None:
         self._undo.append(cmd)
         del self._undo[: -self.limit]
@@ -174,7 +258,9 @@ class History:
         return self._redo[-1] if self._redo else None
 
     def current_id(self, cmd: Command) -> int | None:
-        """The box id the command acts on now (None while its box is deleted)."""
+        """The box id the command acts on now (None while its box is deleted, or when it names none)."""
+        if cmd.key is None:
+            return None
         box_id = self._ids.current(cmd.key)
         return box_id if self._ids._key.get(box_id) == cmd.key else None
 

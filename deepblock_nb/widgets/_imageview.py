@@ -195,6 +195,19 @@ class ImageView:
         if self.tiles.paint(layer, self.viewport, fast):
             self.renders += 1
 
+    def rubber_band(self, xyxy_view: np.ndarray | None, color: str) -> None:
+        """Draw (or with None, clear) the dashed outline of a box being dragged, canvas pixels."""
+        layer = self.canvas[2]
+        with DRAW_LOCK, hold_canvas():
+            layer.clear()
+            if xyxy_view is not None:
+                x1, y1, x2, y2 = (float(v) for v in xyxy_view)
+                layer.line_width = 2
+                layer.stroke_style = color
+                layer.set_line_dash([5, 3])
+                layer.stroke_rect(x1, y1, x2 - x1, y2 - y1)
+                layer.set_line_dash([])
+
     def stroke_boxes(
         self,
         xyxy: npt.ArrayLike,

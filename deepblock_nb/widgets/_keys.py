@@ -9,7 +9,8 @@ __all__ = ["SHORTCUTS", "on_key"]
 SHORTCUTS = (
     "keys (click the image first; click outside it to give the keys back to the notebook): "
     "d draw &middot; s select &middot; h pan &middot; 1-9 category (relabels the selected box) &middot; "
-    "Delete/Backspace delete &middot; Esc cancel/deselect &middot; t tile under the pointer done/not done &middot; "
+    "Delete/Backspace delete (a proposal: reject) &middot; a/Enter accept the proposal &middot; "
+    "Shift+A accept all in view &middot; r reject the proposal &middot; Esc cancel/deselect &middot; t tile under the pointer done/not done &middot; "
     "n/&rarr; next &middot; p/&larr; previous &middot; "
     "Ctrl+Z undo &middot; Ctrl+Shift+Z/Ctrl+Y redo &middot; +/- zoom &middot; 0/f fit"
 )
@@ -23,11 +24,19 @@ def on_key(lab: Any, key: str, shift: bool = False, ctrl: bool = False, meta: bo
         elif key.lower() in ("z", "y"):
             lab.redo()
         return  # other browser/notebook combinations are not ours
-    if key in ("Delete", "Backspace"):
+    layer = lab.proposals_layer
+    if key in ("Delete", "Backspace", "r") and layer.selected is not None:
+        layer.reject_selected()
+    elif key in ("Delete", "Backspace"):
         lab.delete_selected()
+    elif key in ("a", "Enter"):
+        layer.accept_selected()
+    elif key == "A":
+        layer.accept_all()
     elif key == "Escape":
         lab.cancel_drag()
         lab.select(None)
+        layer.select(None)
     elif key in ("+", "="):
         lab.view.zoom(1.5)
     elif key == "-":

@@ -1,4 +1,5 @@
-"""The Labeler's reviewed tiles: which grid tile is done, the "tile done" checkbox, the outlines."""
+"""The Labeler's reviews: the image's "done" checkbox; which grid tile is done, the "tile done"
+checkbox, the outlines."""
 
 from __future__ import annotations
 
@@ -40,12 +41,33 @@ class TileReview:
             layout=W.Layout(width="90px"),
         )
         self.checkbox.observe(guarded(self._on_checkbox, lab._error), "value")
+        self.image_checkbox = W.Checkbox(
+            value=False,
+            description="done",
+            indent=False,
+            tooltip="this image is fully labelled (with no boxes: a true negative for training and Evaluate)",
+            layout=W.Layout(width="70px"),
+        )
+        self.image_checkbox.observe(guarded(self._on_image_checkbox, lab._error), "value")
 
     def reload(self) -> None:
-        """Read the shown image's reviewed windows again (after it or its grid changed)."""
+        """Read the shown image's reviewed windows and "done" state again (after it or its grid changed)."""
         rec = self._lab.image
         tiles = [] if rec is None else self._lab.project.reviewed_tiles(rec.id)
         self.windows = np.array(tiles, np.int64).reshape(-1, 4)
+        self._syncing = True
+        try:
+            self.image_checkbox.disabled = rec is None
+            self.image_checkbox.value = bool(rec is not None and rec.reviewed)
+        finally:
+            self._syncing = False
+
+    def _on_image_checkbox(self, change: dict[str, Any]) -> None:
+        """Mark the shown image reviewed ("done") or not."""
+        lab = self._lab
+        if self._syncing or lab.image is None:
+            return
+        lab.view.image = lab.project.set_reviewed(lab.image, bool(change["new"]))
 
     def tile_at(self, p: Point | None = None) -> int | None:
         """The grid tile (index into ``project.tiles``) under canvas point ``p`` (default: the

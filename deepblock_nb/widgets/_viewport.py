@@ -66,6 +66,10 @@ class Viewport:
         return (self.x0, self.y0, self.x0 + cw / self.scale, self.y0 + ch / self.scale)
 
 
+HANDLE_RADIUS = 6.0  # canvas pixels around a handle of a selected box that start a resize
+MIN_DRAG = 3.0  # canvas pixels a move or resize must cover to count (less is a click)
+
+
 def convert(vp: Viewport, xy: npt.ArrayLike, to: Literal["image", "view"]) -> np.ndarray:
     """Convert points ``(..., 2)`` (or boxes ``(..., 4)`` as ``x1, y1, x2, y2``) between frames.
 

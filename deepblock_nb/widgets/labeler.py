@@ -10,7 +10,6 @@ from typing import Any, Literal
 
 import ipywidgets as W
 import numpy as np
-from ipycanvas import hold_canvas
 
 from deepblock_nb.widgets._boxlist import BoxList, CategoryToggles, centred_on, source_reader
 from deepblock_nb.widgets._editor import MANUAL_SOURCE, Editor, ShownIndex
@@ -18,9 +17,18 @@ from deepblock_nb.widgets._history import History
 from deepblock_nb.widgets._imageview import MODES, ImageView, Point
 from deepblock_nb.widgets._keys import SHORTCUTS, on_key
 from deepblock_nb.widgets._predlayer import PredictionLayer
+from deepblock_nb.widgets._proposals import ProposalLayer
 from deepblock_nb.widgets._tilereview import TileReview
-from deepblock_nb.widgets._util import DRAW_LOCK, Subscriptions, Throttle, error_html, guarded, info_html
-from deepblock_nb.widgets._viewport import box_from_drag, convert, handle_at, hit_test, resize_box
+from deepblock_nb.widgets._util import Subscriptions, Throttle, error_html, guarded, info_html
+from deepblock_nb.widgets._viewport import (
+    HANDLE_RADIUS,
+    MIN_DRAG,
+    box_from_drag,
+    convert,
+    handle_at,
+    hit_test,
+    resize_box,
+)
 
 __all__ = ["SHORTCUTS", "Labeler"]
 
@@ -29,8 +37,6 @@ INDEX_MIN_BOXES = 500
 
 # a Dropdown treats the value None as "nothing selected", hence the "all" sentinel
 _SPLIT_OPTIONS = [("all images", "all"), ("train", "train"), ("evaluate", "evaluate"), ("predict", "predict")]
-HANDLE_RADIUS = 6.0  # canvas pixels around a handle of the selected box that start a resize
-MIN_DRAG = 3.0  # canvas pixels a move or resize must cover to count (less is a click)
 LABEL_MIN_HEIGHT = 24.0  # canvas pixels a box must be tall for its category name to be written on it
 MAX_LABELS = 300  # category names written at once, at most
 
@@ -51,7 +57,9 @@ class Labeler(W.VBox):
     or per category (hidden boxes are neither drawn, hit nor listed). Boxes at
     least :data:`LABEL_MIN_HEIGHT` canvas pixels tall carry their category's name.
     "predictions" draws the image's stored predictions at the project's threshold,
-    dashed and read-only (:class:`~deepblock_nb.widgets._predlayer.PredictionLayer`).
+    dashed and read-only (:class:`~deepblock_nb.widgets._predlayer.PredictionLayer`);
+    "proposals" draws a model's proposals, dotted, to accept, correct or reject
+    (:class:`~deepblock_nb.widgets._proposals.ProposalLayer`, its controls in a row of their own).
 
     Every box goes through ``project.add_box`` / ``update_box`` / ``delete_box``.
     Edits are recorded in one :class:`History` per Labeler (``undo()`` /
@@ -125,22 +133,15 @@ class Labeler(W.VBox):
         self.show_grid = W.Checkbox(
             value=True, description="grid", indent=False, layout=W.Layout(width="60px")
         )
-        self.done = W.Checkbox(
-            value=False,
-            description="done",
-            indent=False,
-            tooltip="this image is fully labelled (with no boxes: a true negative for training and Evaluate)",
-            layout=W.Layout(width="70px"),
-        )
         self.tiles_review = TileReview(self)
-        self.tile_done = self.tiles_review.checkbox
+        self.done, self.tile_done = self.tiles_review.image_checkbox, self.tiles_review.checkbox
         self.predictions_layer = PredictionLayer(self, interval)  # read-only, dashed
+        self.proposals_layer = ProposalLayer(self, interval)  # dotted: accept, correct, reject
         self.review_filter = W.Dropdown(
             options=[("any image", "any"), ("not done", "todo"), ("done", "done")],
             value="any",
             layout=W.Layout(width="110px"),
         )
-        self._syncing_done = False
         self._relisting = False
         self._list_lock = threading.RLock()
         self._index: ShownIndex | None = None
@@ -150,7 +151,6 @@ class Labeler(W.VBox):
 
         self.split.observe(guarded(lambda _: self.refresh_images(), self._error), "value")
         self.review_filter.observe(guarded(lambda _: self.refresh_images(), self._error), "value")
-        self.done.observe(guarded(self._on_done, self._error), "value")
         self.image_list.observe(guarded(self._on_image_selected, self._error), "value")
         self.prev_button.on_click(guarded(lambda _: self.step(-1), self._error))
         self.next_button.on_click(guarded(lambda _: self.step(1), self._error))
@@ -194,14 +194,14 @@ class Labeler(W.VBox):
             "drag a corner or edge to resize it &middot; pan: drag &middot; wheel: zoom</span>"
         )
         self.shortcuts = W.HTML(f"<span style='color:#666;font-size:smaller'>{SHORTCUTS}</span>")
-        canvas = self.view.canvas
         super().__init__(
             [
                 toolbar,
                 tools,
+                self.proposals_layer.bar,
                 self.toggles,
                 hint,
-                canvas,
+                self.view.canvas,
                 self.shortcuts,
                 self.info,
                 self.box_list,
@@ -228,6 +228,7 @@ class Labeler(W.VBox):
         wanted = self.review_filter.value
         if wanted != "any":
             records = [r for r in records if r.reviewed == (wanted == "done")]
+        records = self.proposals_layer.rank(records)  # as added, or worth labelling first
         counts = self.project.image_box_counts()
         options = [
             (f"{r.name} ({counts.get(r.id, 0)} boxes{', done' if r.reviewed else ''})", r.id) for r in records
@@ -290,29 +291,14 @@ class Labeler(W.VBox):
 
     def _show(self, image_id: int | None) -> None:
         self.selected = None
+        self.proposals_layer.reset()
         self.delete_button.disabled = True
         self._boxes = None if image_id is None else self.project.annotations(image_id)
         self.box_list.reset()
         self._list_boxes()
         self.view.show(image_id)
         self.tiles_review.reload()
-        self._sync_done()
         self._update_info()
-
-    def _sync_done(self) -> None:
-        rec = self.image
-        self._syncing_done = True
-        try:
-            self.done.disabled = rec is None
-            self.done.value = bool(rec is not None and rec.reviewed)
-        finally:
-            self._syncing_done = False
-
-    def _on_done(self, change: dict[str, Any]) -> None:
-        """Mark the shown image reviewed ("done") or not."""
-        if self._syncing_done or self.image is None:
-            return
-        self.view.image = self.project.set_reviewed(self.image, bool(change["new"]))
 
     # -- project events (any thread): only queue a redraw on the UI thread --------------
     def _on_images(self, topic: str, action: str = "", images: Any = (), **payload: Any) -> None:
@@ -364,10 +350,6 @@ class Labeler(W.VBox):
         self._update_info()
 
     # -- drawing ---------------------------------------------------------------------
-    def _colors(self) -> dict[int, str]:
-        """Category id -> colour, cached until the categories change (read on every drag redraw)."""
-        return self._color_map
-
     def _draw_overlay(self, view: ImageView) -> None:
         if self.show_grid.value and self.image is not None and self.image.grid is not None:
             view.stroke_grid(
@@ -375,6 +357,7 @@ class Labeler(W.VBox):
             )  # the record, kept fresh by grid events: no query per redraw
             self.tiles_review.draw(view)
         self.predictions_layer.draw(view)  # below the annotations and the selection
+        self.proposals_layer.draw(view)
         det = self._shown()
         if det is not None and len(det.xyxy):
             colors, names = self._luts
@@ -429,25 +412,12 @@ class Labeler(W.VBox):
             self._index, self._index_of = ShownIndex(det, self.image.image_wh), det
         return self._index
 
-    def _rubber_band(self, xyxy_view: np.ndarray | None, color: str) -> None:
-        layer = self.view.canvas[2]
-        with DRAW_LOCK, hold_canvas():
-            layer.clear()
-            if xyxy_view is not None:
-                x1, y1, x2, y2 = (float(v) for v in xyxy_view)
-                layer.line_width = 2
-                layer.stroke_style = color
-                layer.set_line_dash([5, 3])
-                layer.stroke_rect(x1, y1, x2 - x1, y2 - y1)
-                layer.set_line_dash([])
-
-    def _category_color(self) -> str:
-        return self._colors().get(self.category.value, "#ffffff")
-
     # -- gestures (canvas pixels) ------------------------------------------------------
     def _on_press(self, p: Point) -> None:
         self._gesture = None
         if self.view.mode != "select" or self._boxes is None or self.view.viewport is None:
+            return
+        if self.proposals_layer.press(p):  # the selected proposal: move or resize it
             return
         box = self._selected_box()
         if box is not None:
@@ -459,6 +429,8 @@ class Labeler(W.VBox):
         point = tuple(self.view.to_image(p))
         k = index.hit(point) if index is not None else hit_test(shown.xyxy, point)
         hit = None if k < 0 else int(shown.ids[k])
+        if hit is None and self.proposals_layer.pick(p):
+            return
         if hit != self.selected:  # pressing the selected box again (to drag it) redraws nothing
             self.select(hit)
         self._gesture = None if k < 0 else "move"
@@ -474,22 +446,28 @@ class Labeler(W.VBox):
         return resize_box(box, self._gesture.split(":")[1], dx, dy, bounds_wh=vp.image_wh)
 
     def _on_drag(self, p0: Point, p: Point) -> None:
+        if self.proposals_layer.drag(p0, p):
+            return
         if self.view.mode == "draw":
-            self._rubber_band(np.array([*np.minimum(p0, p), *np.maximum(p0, p)]), self._category_color())
+            self.view.rubber_band(
+                np.array([*np.minimum(p0, p), *np.maximum(p0, p)]),
+                self._color_map.get(self.category.value, "#ffffff"),
+            )
         elif self.view.mode == "select":
             box = self._dragged_box(p0, p)
             if box is not None:
-                self._rubber_band(convert(self.view.viewport, box, "view"), "#ffff00")  # type: ignore[arg-type]
+                self.view.rubber_band(convert(self.view.viewport, box, "view"), "#ffff00")  # type: ignore[arg-type]
 
     def _on_release(self, p0: Point, p: Point) -> None:
-        self._rubber_band(None, "")
+        self.view.rubber_band(None, "")
         gesture, self._gesture = self._gesture, None
         vp = self.view.viewport
-        if vp is None or self.image is None:
+        if vp is None or self.image is None or self.proposals_layer.release(p0, p):
             return
         if self.view.mode == "draw":
             box = box_from_drag(vp, p0, p)
             if box is None:
+                self.proposals_layer.pick(p)  # a click: select the proposal under it
                 return
             if self.category.value is None:
                 self._error("add a category before drawing boxes")
@@ -516,7 +494,8 @@ class Labeler(W.VBox):
 
     def _on_cancel(self) -> None:
         self._gesture = None
-        self._rubber_band(None, "")
+        self.proposals_layer.cancel()
+        self.view.rubber_band(None, "")
 
     def cancel_drag(self) -> None:
         """Abandon a drag in progress (nothing is stored)."""
@@ -602,6 +581,8 @@ class Labeler(W.VBox):
         box list its row, and a hidden category is shown again."""
         self.selected = box_id
         self.delete_button.disabled = box_id is None
+        if box_id is not None:
+            self.proposals_layer.selected = None
         if box_id is not None and self._boxes is not None:
             k = np.flatnonzero(self._boxes.ids == box_id)
             if len(k):
@@ -649,6 +630,8 @@ class Labeler(W.VBox):
         self.status.value = info_html(f"deleted box {box_id}")
 
     def _on_category(self, change: dict[str, Any]) -> None:
+        if not self._selecting and change["new"] is not None and self.proposals_layer.relabel(change["new"]):
+            return  # the selected proposal, accepted as that category
         if self._selecting or self.selected is None or change["new"] is None or self.image is None:
             return
         if self.view.mode == "select":
@@ -689,5 +672,6 @@ class Labeler(W.VBox):
     def close(self) -> None:
         self._subs.close()
         self.predictions_layer.close()
+        self.proposals_layer.close()
         self.view.close()
         super().close()

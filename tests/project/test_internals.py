@@ -164,6 +164,10 @@ def test_every_event_has_its_topics_one_payload_shape(project: dbn.Project, tmp_
     ev = project.add_image(_scene(tmp_path / "e.png"), split="evaluate", name="e.png")
     project.add_box(ev, "red", [30, 20, 90, 60])
     project.evaluate(run=run, model=RectangleDetector()).wait(TIMEOUT, raise_on_error=True)
+    project.prelabel([ev], run=run, threshold=0.0, model=RectangleDetector()).wait(
+        TIMEOUT, raise_on_error=True
+    )
+    project.clear_proposals()
     project.clear_predictions()
     project.remove_category("lime")
     project.set_split(rec, "train")

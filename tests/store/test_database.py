@@ -202,7 +202,7 @@ def test_a_schema_5_project_migrates_to_microns_per_pixel(tmp_path: Path) -> Non
     cx.commit()
     cx.close()
     db = Database(path)
-    assert SCHEMA_VERSION == 6 and db.schema_version == 6
+    assert db.schema_version == SCHEMA_VERSION
     images = Images(db, tmp_path)
     old = images.by_id(1)
     assert old is not None and old.mpp is None  # NULL: unknown
@@ -213,5 +213,32 @@ def test_a_schema_5_project_migrates_to_microns_per_pixel(tmp_path: Path) -> Non
     assert db.scalar("SELECT mpp_y FROM images WHERE id = ?", (new_id,)) == 0.5
     db.close()
     again = Database(path)
-    assert again.schema_version == 6 and Images(again, tmp_path).by_id(new_id).mpp == (0.25, 0.5)  # type: ignore[union-attr]
+    assert again.schema_version == SCHEMA_VERSION and Images(again, tmp_path).by_id(new_id).mpp == (0.25, 0.5)  # type: ignore[union-attr]
     again.close()
+
+
+def test_a_schema_6_project_gains_proposals_and_keeps_its_boxes(tmp_path: Path) -> None:
+    from deepblock_nb.store import Annotations, Proposals
+    from deepblock_nb.store.database import _statements
+    from deepblock_nb.store.schema import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    cx = sqlite3.connect(path)
+    for sql in MIGRATIONS[:6]:  # the path every schema-6 project was built by
+        for statement in _statements(sql):
+            cx.execute(statement)
+    cx.execute("INSERT INTO meta(key, value) VALUES ('schema_version', '6')")
+    cx.execute("INSERT INTO categories(id, name, color) VALUES (1, 'car', '#ff0000')")
+    cx.execute(
+        "INSERT INTO images(id, name, path, copied, hash, size, width, height, format, split, added) "
+        "VALUES (1, 'x.png', 'images/x.png', 1, 'h', 1, 10, 10, 'png', 'train', 0)"
+    )
+    cx.execute("INSERT INTO annotations(image_id, category_id, x1, y1, x2, y2) VALUES (1, 1, 1, 1, 5, 5)")
+    cx.commit()
+    cx.close()
+    db = Database(path)
+    assert db.schema_version == SCHEMA_VERSION
+    assert Annotations(db).of_image(1).xyxy.tolist() == [[1.0, 1.0, 5.0, 5.0]]
+    props = Proposals(db)
+    assert len(props.of_image(1).xyxy) == 0 and props.counts()["open"] == 0
+    db.close()

@@ -42,6 +42,9 @@ class AnnotatedImage:
             COCO -> records -> COCO exact.
         extra: further per-image fields a COCO file gave (``license``,
             ``date_captured``, ``coco_url``, ``flickr_url``), written back by COCO writers.
+        sources: ``N`` strings (or ``None``) saying where each box came from ("manual",
+            "accepted" or "corrected" from a model's proposal), else ``None``; COCO
+            writers give each annotation with one a ``source`` key.
     """
 
     file_name: str
@@ -53,6 +56,7 @@ class AnnotatedImage:
     source_id: int | str | None = None
     xywh: FloatArray | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    sources: list[str | None] | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = _boxes(self.xyxy, "xyxy", self.file_name)
@@ -65,6 +69,10 @@ class AnnotatedImage:
             if len(scores) != n:
                 raise ArgumentError(f"{self.file_name}: {n} boxes but {len(scores)} scores")
             self.scores = scores
+        if self.sources is not None:
+            self.sources = [None if v is None else str(v) for v in self.sources]
+            if len(self.sources) != n:
+                raise ArgumentError(f"{self.file_name}: {n} boxes but {len(self.sources)} sources")
         if self.xywh is not None:
             self.xywh = _boxes(self.xywh, "xywh", self.file_name)
             if len(self.xywh) != n:

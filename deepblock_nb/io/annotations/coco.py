@@ -148,6 +148,8 @@ def coco_dict(
             }
             if im.scores is not None:
                 ann["score"] = float(im.scores[k])
+            if im.sources is not None and im.sources[k] is not None:
+                ann["source"] = im.sources[k]
             anns.append(ann)
     categories = [{"id": cat_ids[name], "name": name, "supercategory": ""} for name in aset.categories]
     header = {k: v for k, v in (("info", aset.info), ("licenses", aset.licenses)) if v is not None}
