@@ -178,6 +178,7 @@ class Prediction:
         *,
         kind: str = "predict",
         store: Callable[[ImageRecord, int, Detections], None] | None = None,
+        client: Any = None,
     ) -> Job:
         """A job predicting ``images`` with a run; ``store(record, run id, detections)`` keeps
         each image's boxes (default: as its current predictions); ``kind``: the job's kind."""

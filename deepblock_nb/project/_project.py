@@ -17,7 +17,6 @@ import numpy as np
 import numpy.typing as npt
 
 from deepblock_nb.core.detections import Detections
-from deepblock_nb.core.metrics import DEFAULT_THRESHOLD
 from deepblock_nb.core.tiling import suggest_grid as _suggest_grid
 from deepblock_nb.core.tiling import tile_windows
 from deepblock_nb.errors import (
@@ -43,6 +42,7 @@ from deepblock_nb.project._checks import (
 from deepblock_nb.project._images import ImageService
 from deepblock_nb.project._prediction import Prediction
 from deepblock_nb.project._proposals import ModelAssisted
+from deepblock_nb.project._threshold import ThresholdSetting
 from deepblock_nb.project._training import Training
 from deepblock_nb.store import Category, Database, Events, Grid, ImageRecord, Store
 from deepblock_nb.store.files import ImageSourceLike, Staging
@@ -57,13 +57,11 @@ __all__ = ["CategoryLike", "ImageLike", "Project"]
 DB_NAME = "project.db"
 #: meta keys of the threshold: the user's value (the key older projects already use for
 #: it) and the best-F1 threshold of the newest evaluation, the start until the user sets one
-USER_THRESHOLD_KEY = "threshold"
-EVALUATED_THRESHOLD_KEY = "evaluated_threshold"
 CategoryLike = Category | int | str
 ImageLike = ImageRecord | int | str
 
 
-class Project(ModelAssisted):
+class Project(ModelAssisted, ThresholdSetting):
     """A deepblock_nb project folder: ``Project.create(path, categories=[...])`` or ``Project.open(path)``.
 
     Layout on disk::
@@ -376,7 +374,9 @@ class Project(ModelAssisted):
         rec = self._box_image(box_id)
         box = None
         if xyxy is not None:
-            clipped, _ = clip_checked(box_array(xyxy, "box").reshape(1, 4), rec.image_wh, f"image {rec.name!r}")
+            clipped, _ = clip_checked(
+                box_array(xyxy, "box").reshape(1, 4), rec.image_wh, f"image {rec.name!r}"
+            )
             box = clipped[0]
         cat_id = None if category is None else self.category(category).id
         self._store.annotations.update(int(box_id), box, cat_id)
@@ -520,7 +520,9 @@ class Project(ModelAssisted):
             weights: a local weights file to start from (detector or backbone).
             download: fetch missing pretrained weights (None: on unless ``DEEPBLOCK_DOWNLOAD_WEIGHTS=0``).
             **options: more settings of :class:`deepblock_nb.ml.train.TrainConfig` (``tile_size``,
-                ``patience``, ``augment``, ``empty_rate``, ``holdout``, ``num_workers``, ``seed``, ...).
+                ``patience``, ``augment``, ``empty_rate``, ``holdout``, ``num_workers``, ``seed``, ...), and
+                ``devices=N``: train with N processes (DistributedDataParallel) launched by torchrun in a
+                subprocess, one run whose history streams back (see the cluster page of the documentation).
         """
         given = {
             k: v
@@ -548,6 +550,7 @@ class Project(ModelAssisted):
         batch_size: int | None = None,
         device: str = "auto",
         model: Any = None,
+        client: Any = None,
     ) -> Job:
         """Predict the predict split (or ``images``) in the background; returns the Job.
 
@@ -560,14 +563,16 @@ class Project(ModelAssisted):
         one batch and keeps the images already done. An image that cannot be read fails alone: the job then
         fails with an :class:`ImageFailures` naming each such image, the others stay stored. ``job.result`` is
         the list of predicted image ids. ``model``: the torch module of a run trained from a custom module
-        (its weights come from the run).
+        (its weights come from the run). ``client``: a ``dask.distributed.Client``: images (and tile ranges of
+        large ones) are predicted on its workers, which must reach the image files; this process merges and
+        stores the results exactly as a local predict would (see the cluster page of the documentation).
 
         Raises:
             ModelError: no trained model (or ``run`` has no checkpoint).
             RecordNotFoundError: an unknown image or run.
             ArgumentError: nothing to predict.
         """
-        return self._prediction.predict(images, accurate, run, batch_size, device, model)
+        return self._prediction.predict(images, accurate, run, batch_size, device, model, client=client)
 
     def evaluate(
         self,
@@ -660,38 +665,6 @@ class Project(ModelAssisted):
             The path written.
         """
         return self._prediction.export_predictions(path, format, split, threshold, reference_path)
-
-    # -- the prediction threshold ----------------------------------------------
-    @property
-    def threshold(self) -> float:
-        """The confidence threshold (the slider) applied to stored predictions.
-
-        The user's value once one is set (``project.threshold = 0.7``, or a move of the Predict slider); until
-        then the best-F1 threshold of the newest evaluation (``report.best_threshold``), so each evaluation
-        moves it; before any, 0.5. Both are kept in the project. ``project.threshold = None`` forgets the
-        user's value and follows the evaluations again.
-        """
-        user = self._db.get_meta(USER_THRESHOLD_KEY)
-        if user is not None:
-            return float(user)
-        evaluated = self._db.get_meta(EVALUATED_THRESHOLD_KEY)
-        return DEFAULT_THRESHOLD if evaluated is None else float(evaluated)
-
-    @threshold.setter
-    def threshold(self, value: float | None) -> None:
-        if value is not None:
-            value = check_threshold(value)
-        self._db.set_meta(USER_THRESHOLD_KEY, value)  # None is stored as JSON null: not set
-        self._emit("threshold", value=self.threshold)
-
-    def _set_evaluated_threshold(self, value: float) -> None:
-        """Record the newest evaluation's best-F1 threshold (joins the caller's transaction)
-        and announce the effective threshold after the commit when it moved."""
-        before = self.threshold
-        self._db.set_meta(EVALUATED_THRESHOLD_KEY, float(value))
-        after = self.threshold
-        if after != before:
-            self._emit("threshold", value=after)
 
     # -- jobs ------------------------------------------------------------------
     @property
