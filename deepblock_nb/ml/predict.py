@@ -43,11 +43,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import queue
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -55,7 +53,7 @@ import torch
 
 from deepblock_nb.core.detections import Detections
 from deepblock_nb.core.tiling import tile_windows
-from deepblock_nb.io.images import level_for
+from deepblock_nb.ml._tile_reader import InlineReader, Prefetcher, RegionReader, read_window
 from deepblock_nb.ml.device import out_of_memory_as_error
 from deepblock_nb.ml.merge import ACCURATE, FAST, OVERVIEW, MergeConfig, fuse_passes, grid_cores, merge_tiles
 
@@ -65,17 +63,24 @@ __all__ = [
     "SCORE_FLOOR",
     "InferenceModel",
     "PredictionStopped",
+    "TileBoxes",
     "TilePlan",
     "at_least",
     "auto_windows",
     "context_margin",
     "default_batch_size",
     "default_prefetch",
+    "fuse_tiles",
+    "merge_image",
+    "overview_pass",
     "plan_tiles",
     "predict_image",
+    "predict_tiles",
     "read_window",
     "run_tiles",
+    "tile_ranges",
     "tile_side",
+    "wants_overview",
     "widen_windows",
 ]
 
@@ -120,23 +125,14 @@ class InferenceModel(Protocol):
     def device(self) -> torch.device: ...
 
 
-class RegionReader(Protocol):
-    """The part of an ``ImageSource`` that prediction uses."""
-
-    @property
-    def width(self) -> int: ...
-    @property
-    def height(self) -> int: ...
-
-    def read_region(self, x: int, y: int, w: int, h: int, level: int = 0) -> np.ndarray: ...
-
-    def overview(self, max_side: int) -> np.ndarray: ...
-
-
 def default_batch_size(device: torch.device) -> int:
     """Tiles per model call: 8 on a GPU; 2 on a CPU, where larger batches are no
     faster (each operator already uses every core) but hold more activations."""
     return 8 if device.type in ("cuda", "mps") else 2
+
+
+#: A multiple of every default batch size (a tile range starting on it starts a batch).
+_DEFAULT_BATCH_LCM = math.lcm(*(default_batch_size(torch.device(d)) for d in ("cpu", "cuda", "mps")))
 
 
 def default_prefetch(device: torch.device) -> int:
@@ -293,127 +289,6 @@ def plan_tiles(
     return TilePlan(cores, windows.astype(np.int64), margin)
 
 
-@dataclass(frozen=True)
-class _Batch:
-    start: int  # index of the first window of the batch
-    tiles: list[torch.Tensor]  # (3, h, w) uint8 each, possibly pinned
-
-
-_END = object()
-#: Bytes of one band when a large window is read and reduced band by band.
-BAND_BYTES = 32 * 1024 * 1024
-
-
-def read_window(source: RegionReader, window: Sequence[int], max_side: int) -> np.ndarray:
-    """A window's pixels, ``(h', w', 3)`` uint8, reduced so its longer side is ``<= max_side``.
-
-    Windows within ``max_side`` are read as they are. Larger ones (a grid of huge
-    tiles) are read from the finest pyramid level that is not finer than needed and
-    reduced band by band, so memory stays about ``max_side**2`` whatever the window:
-    the model would shrink such a tile to its input size anyway.
-    """
-    x, y, w, h = (int(v) for v in window)
-    if max(w, h) <= max_side:
-        return source.read_region(x, y, w, h)
-    from PIL import Image
-
-    scale = max(w, h) / max_side
-    tw, th = max(1, round(w / scale)), max(1, round(h / scale))
-    levels = list(getattr(source, "levels", None) or [(source.width, source.height)])
-    level = level_for(levels, scale, scale)
-    lw, lh = levels[level]
-    fx, fy = lw / source.width, lh / source.height
-    lx, ly = min(int(x * fx), lw - 1), min(int(y * fy), lh - 1)
-    lx2, ly2 = max(lx + 1, min(lw, round((x + w) * fx))), max(ly + 1, min(lh, round((y + h) * fy)))
-    out = np.empty((th, tw, 3), np.uint8)
-    sy = (ly2 - ly) / th  # level rows per output row
-    rows = max(1, int(BAND_BYTES // (3 * (lx2 - lx) * max(sy, 1.0))))  # output rows per band
-    for r0 in range(0, th, rows):
-        r1 = min(th, r0 + rows)
-        y0, y1 = ly + int(r0 * sy), min(ly2, max(ly + int(r0 * sy) + 1, ly + round(r1 * sy)))
-        band = source.read_region(lx, y0, lx2 - lx, y1 - y0, level)
-        out[r0:r1] = np.asarray(Image.fromarray(band).resize((tw, r1 - r0), Image.Resampling.BOX))
-    return out
-
-
-class _Prefetcher:
-    """Reads batches of windows in a background thread into a bounded queue."""
-
-    def __init__(
-        self, source: RegionReader, windows: IntArray, batch_size: int, depth: int, pin: bool, max_side: int
-    ) -> None:
-        self._source = source
-        self._windows = windows
-        self._max_side = max_side
-        self._batch_size = batch_size
-        self._pin = pin
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="deepblock-tile-reader", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            for start in range(0, len(self._windows), self._batch_size):
-                tiles = []
-                for window in self._windows[start : start + self._batch_size].tolist():
-                    if self._stop.is_set():
-                        return
-                    rgb = read_window(self._source, window, self._max_side)  # (h, w, 3) uint8
-                    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous()
-                    tiles.append(t.pin_memory() if self._pin else t)
-                if not self._put(_Batch(start, tiles)):
-                    return
-            self._put(_END)
-        except BaseException as exc:  # handed to the consumer, raised there
-            self._put(exc)
-
-    def _put(self, item: Any) -> bool:
-        # a plain blocking put: no polling wake-ups to steal the model's cores;
-        # close() unblocks it by draining the queue
-        if self._stop.is_set():
-            return False
-        self._queue.put(item)
-        return not self._stop.is_set()
-
-    def __iter__(self) -> Iterator[_Batch]:
-        while True:
-            item = self._queue.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        while self._thread.is_alive():
-            try:
-                self._queue.get(timeout=0.05)
-            except queue.Empty:
-                pass
-        self._thread.join()
-
-
-class _InlineReader:
-    """Reads batches of windows in the calling thread (see :func:`default_prefetch`)."""
-
-    def __init__(self, source: RegionReader, windows: IntArray, batch_size: int, max_side: int) -> None:
-        self._source, self._windows = source, windows
-        self._batch_size, self._max_side = batch_size, max_side
-
-    def __iter__(self) -> Iterator[_Batch]:
-        for start in range(0, len(self._windows), self._batch_size):
-            tiles = []
-            for window in self._windows[start : start + self._batch_size].tolist():
-                rgb = read_window(self._source, window, self._max_side)  # (h, w, 3) uint8
-                tiles.append(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous())
-            yield _Batch(start, tiles)
-
-    def close(self) -> None:
-        pass
-
-
 def _to_detections(
     outputs: Sequence[dict[str, torch.Tensor]],
     offsets: FloatArray,
@@ -442,6 +317,137 @@ def _to_detections(
     return parts, index
 
 
+@dataclass(frozen=True)
+class TileBoxes:
+    """The raw boxes of a range of an image's tiles, before fusion and merge.
+
+    Small enough to send between processes: a cluster worker returns one per task
+    (:mod:`deepblock_nb.ml.cluster`), and :meth:`join` puts ranges back together.
+
+    Attributes:
+        passes: one ``(boxes, tile index)`` per pass (the plain pass, then the
+            mirrored one of "More accurate"): boxes in image pixels with confidence
+            and category ids, and ``(N,)`` int64 the index of each box's window in
+            the image's :class:`TilePlan`.
+    """
+
+    passes: tuple[tuple[Detections, IntArray], ...]
+
+    def __sizeof__(self) -> int:
+        """Bytes of the arrays (what Dask's memory accounting and task stream report)."""
+        arrays = [a for det, tiles in self.passes for a in (det.xyxy, det.class_id, det.confidence, tiles)]
+        return sum(a.nbytes for a in arrays if a is not None)
+
+    @classmethod
+    def join(cls, parts: Sequence[TileBoxes]) -> TileBoxes:
+        """Consecutive ranges (in tile order) as one: the boxes a single call over all their tiles gives."""
+        if not parts:
+            raise ValueError("no tile ranges to join")
+        n = len(parts[0].passes)
+        joined = []
+        for k in range(n):
+            found = [p.passes[k] for p in parts if len(p.passes[k][0])]
+            joined.append(_joined(found))
+        return cls(tuple(joined))
+
+
+def _joined(found: Sequence[tuple[Detections, IntArray]]) -> tuple[Detections, IntArray]:
+    if not found:
+        return Detections.empty(True), np.zeros(0, np.int64)
+    return Detections.merge([d for d, _ in found]), np.concatenate([t for _, t in found])
+
+
+def tile_ranges(n_tiles: int, per_range: int, batch_size: int | None = None) -> list[tuple[int, int]]:
+    """Consecutive ``(start, stop)`` ranges covering ``n_tiles`` tiles, about ``per_range`` each.
+
+    Each range starts on a batch boundary (a multiple of ``batch_size``; None: of
+    every :func:`default_batch_size`), so that predicting a range forms the very
+    batches a call over the whole image forms: detectors that pad a batch to its
+    largest input give the same boxes either way.
+    """
+    step = int(batch_size) if batch_size is not None else _DEFAULT_BATCH_LCM
+    length = max(step, math.ceil(max(1, int(per_range)) / step) * step)
+    return [(a, min(int(n_tiles), a + length)) for a in range(0, int(n_tiles), length)]
+
+
+def predict_tiles(
+    loaded: InferenceModel,
+    source: RegionReader,
+    windows: npt.ArrayLike,
+    *,
+    start: int = 0,
+    batch_size: int | None = None,
+    score_floor: float = SCORE_FLOOR,
+    should_stop: Callable[[], bool] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    prefetch: int | None = None,
+    flip: bool = False,
+) -> TileBoxes:
+    """The raw boxes of tile windows, in image pixels, in batches of consecutive windows.
+
+    Args:
+        windows: ``(T, 4)`` the windows to read (the whole plan, or a range of it).
+        start: the index of the first of them in the image's plan: the tile index
+            of a box is ``start`` plus its window's position in ``windows``.
+        flip: each batch is also run mirrored left-right (a second pass).
+        on_progress: called with ``(tiles done, tiles in windows)`` after each batch.
+
+    Raises:
+        PredictionStopped: ``should_stop()`` turned true (checked before each batch).
+    """
+    win = np.asarray(windows, np.int64).reshape(-1, 4)
+    model, device = loaded.model, torch.device(loaded.device)
+    category_ids = np.asarray(loaded.category_ids, np.int64)
+    pin = device.type == "cuda"
+    passes: list[tuple[list[Detections], list[IntArray]]] = [([], []) for _ in range(2 if flip else 1)]
+    max_side = max(MIN_READ_SIDE, READ_FACTOR * int(loaded.tile_size))
+    bs = default_batch_size(device) if batch_size is None else max(1, int(batch_size))
+    depth = default_prefetch(device) if prefetch is None else max(0, int(prefetch))
+    reader: Prefetcher | InlineReader
+    if depth > 0:
+        reader = Prefetcher(source, win, bs, depth, pin, max_side)
+    else:
+        reader = InlineReader(source, win, bs, max_side)
+    try:
+        with torch.inference_mode():
+            for batch in reader:
+                if should_stop is not None and should_stop():
+                    raise PredictionStopped(f"stopped after {batch.start} of {len(win)} tiles")
+                inputs = [t.to(device, non_blocking=pin).float().div_(255.0) for t in batch.tiles]
+                bw = win[batch.start : batch.start + len(inputs)].astype(np.float64)
+                sizes = np.array([[t.shape[2], t.shape[1]] for t in inputs], np.float64)  # read w, h
+                with out_of_memory_as_error(device, bs, "predicting"):
+                    outputs = [model(inputs)]
+                    if flip:
+                        mirrored = model([t.flip(-1) for t in inputs])
+                        outputs.append([_unflip(out, float(w)) for out, w in zip(mirrored, sizes[:, 0])])
+                first = int(start) + batch.start
+                for (parts, tile_of), out in zip(passes, outputs):
+                    dets, index = _to_detections(
+                        out, bw[:, :2], bw[:, 2:] / sizes, sizes, category_ids, score_floor
+                    )
+                    parts.extend(dets)
+                    tile_of.extend(np.full(len(d), first + k, np.int64) for d, k in zip(dets, index))
+                if on_progress is not None:
+                    on_progress(batch.start + len(inputs), len(win))
+    finally:
+        reader.close()
+    return TileBoxes(tuple(_joined(list(zip(p, t))) for p, t in passes))
+
+
+def fuse_tiles(boxes: TileBoxes) -> tuple[Detections, IntArray]:
+    """The boxes of every tile, one pass: the plain pass as it is, or the plain and the
+    mirrored pass fused per object within each tile (:func:`~deepblock_nb.ml.merge.fuse_passes`).
+
+    Returns:
+        Boxes with confidence and category ids, and ``(N,)`` the tile of each.
+    """
+    if len(boxes.passes) == 1:
+        return boxes.passes[0]
+    (a, ta), (b, tb) = boxes.passes
+    return fuse_passes(a, ta, b, tb, FLIP_IOU)
+
+
 def run_tiles(
     loaded: InferenceModel,
     source: RegionReader,
@@ -466,49 +472,18 @@ def run_tiles(
     Raises:
         PredictionStopped: ``should_stop()`` turned true (checked before each batch).
     """
-    win = np.asarray(windows, np.int64).reshape(-1, 4)
-    model, device = loaded.model, torch.device(loaded.device)
-    category_ids = np.asarray(loaded.category_ids, np.int64)
-    pin = device.type == "cuda"
-    passes: list[tuple[list[Detections], list[IntArray]]] = [([], []) for _ in range(2 if flip else 1)]
-    max_side = max(MIN_READ_SIDE, READ_FACTOR * int(loaded.tile_size))
-    bs = default_batch_size(device) if batch_size is None else max(1, int(batch_size))
-    depth = default_prefetch(device) if prefetch is None else max(0, int(prefetch))
-    reader: _Prefetcher | _InlineReader
-    if depth > 0:
-        reader = _Prefetcher(source, win, bs, depth, pin, max_side)
-    else:
-        reader = _InlineReader(source, win, bs, max_side)
-    try:
-        with torch.inference_mode():
-            for batch in reader:
-                if should_stop is not None and should_stop():
-                    raise PredictionStopped(f"stopped after {batch.start} of {len(win)} tiles")
-                inputs = [t.to(device, non_blocking=pin).float().div_(255.0) for t in batch.tiles]
-                bw = win[batch.start : batch.start + len(inputs)].astype(np.float64)
-                sizes = np.array([[t.shape[2], t.shape[1]] for t in inputs], np.float64)  # read w, h
-                with out_of_memory_as_error(device, bs, "predicting"):
-                    outputs = [model(inputs)]
-                    if flip:
-                        mirrored = model([t.flip(-1) for t in inputs])
-                        outputs.append([_unflip(out, float(w)) for out, w in zip(mirrored, sizes[:, 0])])
-                for (parts, tile_of), out in zip(passes, outputs):
-                    dets, index = _to_detections(
-                        out, bw[:, :2], bw[:, 2:] / sizes, sizes, category_ids, score_floor
-                    )
-                    parts.extend(dets)
-                    tile_of.extend(np.full(len(d), batch.start + k, np.int64) for d, k in zip(dets, index))
-                if on_progress is not None:
-                    on_progress(batch.start + len(inputs), len(win))
-    finally:
-        reader.close()
-    found = [
-        (Detections.merge(p), np.concatenate(t)) if p else (Detections.empty(True), np.zeros(0, np.int64))
-        for p, t in passes
-    ]
-    if not flip:
-        return found[0]
-    return fuse_passes(found[0][0], found[0][1], found[1][0], found[1][1], FLIP_IOU)
+    boxes = predict_tiles(
+        loaded,
+        source,
+        windows,
+        batch_size=batch_size,
+        score_floor=score_floor,
+        should_stop=should_stop,
+        on_progress=on_progress,
+        prefetch=prefetch,
+        flip=flip,
+    )
+    return fuse_tiles(boxes)
 
 
 def _unflip(out: dict[str, torch.Tensor], width: float) -> dict[str, torch.Tensor]:
@@ -518,7 +493,9 @@ def _unflip(out: dict[str, torch.Tensor], width: float) -> dict[str, torch.Tenso
     return {**out, "boxes": boxes}
 
 
-def _overview_pass(loaded: InferenceModel, source: RegionReader, score_floor: float) -> Detections:
+def overview_pass(
+    loaded: InferenceModel, source: RegionReader, score_floor: float = SCORE_FLOOR
+) -> Detections:
     """Boxes from the whole image read at about the model's input size, in image pixels."""
     rgb = source.overview(tile_side(loaded))  # (h', w', 3) uint8
     h, w = rgb.shape[:2]
@@ -538,6 +515,30 @@ def _overview_pass(loaded: InferenceModel, source: RegionReader, score_floor: fl
     return dets[0] if dets else Detections.empty(with_confidence=True)
 
 
+def merge_image(
+    loaded: InferenceModel,
+    plan: TilePlan,
+    tiles: tuple[Detections, IntArray],
+    overview: Detections | None = None,
+    *,
+    accurate: bool = False,
+    merge: MergeConfig | None = None,
+) -> Detections:
+    """One image's boxes from its tiles' boxes (:func:`fuse_tiles`) and, in "More
+    accurate" mode, its full-image pass (:func:`overview_pass`): merged across seams.
+
+    Returns:
+        Boxes in image pixels with ``confidence`` and ``class_id`` = category ids,
+        in descending score.
+    """
+    det, tile_index = tiles
+    if overview is not None:
+        det = Detections.merge([det, overview])
+        tile_index = np.concatenate([tile_index, np.full(len(overview), OVERVIEW, np.int64)])
+    config = merge if merge is not None else _with_model_nms(ACCURATE if accurate else FAST, loaded.model)
+    return merge_tiles(det, tile_index, plan.windows, config, cores=plan.cores)
+
+
 def predict_image(
     loaded: InferenceModel,
     source: RegionReader,
@@ -552,6 +553,12 @@ def predict_image(
     prefetch: int | None = None,
 ) -> Detections:
     """Predict one image tile by tile and merge the boxes across tiles.
+
+    The steps, each its own function so that a cluster predict
+    (:mod:`deepblock_nb.ml.cluster`) runs the same ones spread over processes:
+    :func:`plan_tiles`, :func:`predict_tiles` (with :func:`overview_pass` in
+    "More accurate" mode when :func:`wants_overview`), :func:`fuse_tiles`,
+    :func:`merge_image`.
 
     Args:
         loaded: the model, its category ids, input size and device.
@@ -577,7 +584,7 @@ def predict_image(
     """
     image_wh = (int(source.width), int(source.height))
     plan = plan_tiles(image_wh, loaded, windows, accurate=accurate)
-    det, tile_index = run_tiles(
+    boxes = predict_tiles(
         loaded,
         source,
         plan.windows,
@@ -588,14 +595,12 @@ def predict_image(
         prefetch=prefetch,
         flip=accurate,
     )
-    if accurate and _wants_overview(loaded, plan):
+    over = None
+    if accurate and wants_overview(loaded, plan):
         if should_stop is not None and should_stop():
             raise PredictionStopped("stopped before the full-image pass")
-        over = _overview_pass(loaded, source, score_floor)
-        det = Detections.merge([det, over])
-        tile_index = np.concatenate([tile_index, np.full(len(over), OVERVIEW, np.int64)])
-    config = merge if merge is not None else _with_model_nms(ACCURATE if accurate else FAST, loaded.model)
-    return merge_tiles(det, tile_index, plan.windows, config, cores=plan.cores)
+        over = overview_pass(loaded, source, score_floor)
+    return merge_image(loaded, plan, fuse_tiles(boxes), over, accurate=accurate, merge=merge)
 
 
 def model_nms_threshold(model: torch.nn.Module) -> float | None:
@@ -618,7 +623,7 @@ def _with_model_nms(config: MergeConfig, model: torch.nn.Module) -> MergeConfig:
     return dataclasses.replace(config, iou_threshold=own)
 
 
-def _wants_overview(loaded: InferenceModel, plan: TilePlan) -> bool:
+def wants_overview(loaded: InferenceModel, plan: TilePlan) -> bool:
     """Whether the full-image pass can add anything: only objects larger than a
     tile come from it, and a model that knows its boxes are smaller would only
     add false ones there."""

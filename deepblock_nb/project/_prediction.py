@@ -96,7 +96,7 @@ class Prediction:
         """Predict and store each image; returns the ids done, the failures, and whether it stopped.
 
         ``store(record, detections)``: what keeps an image's boxes (default: its current predictions)."""
-        store = store or (lambda rec, det: self.store_predictions(rec, run_id, det))
+        keep = self._known_only(store or (lambda rec, det: self.store_predictions(rec, run_id, det)))
         from deepblock_nb.ml.predict import PredictionStopped, plan_tiles, predict_image
 
         # the grid's windows, computed once per image and passed on
@@ -105,7 +105,6 @@ class Prediction:
             len(plan_tiles(rec.image_wh, loaded, w, accurate=accurate)) for rec, w in zip(records, windows)
         ]
         total = max(1, sum(counts))
-        known = [c.id for c in self._p.categories]
         done: list[int] = []
         failures: dict[str, BaseException] = {}
         before = 0
@@ -141,10 +140,17 @@ class Prediction:
                 failures[rec.name] = exc
                 before += n_tiles
                 continue
-            store(rec, det[np.isin(det.class_id, known)])  # not categories removed since training
+            keep(rec, det)
             done.append(rec.id)
             before += n_tiles
         return done, failures, False
+
+    def _known_only(
+        self, store: Callable[[ImageRecord, Detections], None]
+    ) -> Callable[[ImageRecord, Detections], None]:
+        """``store`` given only the boxes of categories that still exist (not those removed since training)."""
+        known = [c.id for c in self._p.categories]
+        return lambda rec, det: store(rec, det[np.isin(det.class_id, known)])
 
     def store_predictions(self, rec: ImageRecord, run_id: int, det: Detections) -> None:
         """Make ``det`` the image's current predictions, by ``run_id``, and say so."""
@@ -181,21 +187,40 @@ class Prediction:
         client: Any = None,
     ) -> Job:
         """A job predicting ``images`` with a run; ``store(record, run id, detections)`` keeps
-        each image's boxes (default: as its current predictions); ``kind``: the job's kind."""
+        each image's boxes (default: as its current predictions); ``kind``: the job's kind.
+
+        ``client``: a ``dask.distributed.Client``; the images (and tile ranges of large ones) are
+        predicted on its workers (``project._cluster``), which must reach the run's checkpoint, the
+        image files and the project's cache/ at the same paths as this process (a shared
+        filesystem); a ``model`` module is pickled to them (it must pickle:
+        ``ModelNotPicklableError`` otherwise). This process merges and stores the boxes: exactly
+        those of a local predict."""
         _check_batch_size(batch_size)
         run_id, ckpt = self._checkpoint(run)
         records = self._records(images)
         keep = store or self.store_predictions
+        if client is not None:
+            from deepblock_nb.project._cluster import check_cluster_call
+
+            check_cluster_call(client, model)
 
         def work(job: Job) -> None:
             from deepblock_nb.ml.checkpoints import load_for_inference
 
             job.set_progress(0.0, f"loading the model of run {run_id}")
-            loaded = load_for_inference(ckpt, device, model=model)
-            done, failures, stopped = self._predict_images(
-                job, loaded, run_id, records, accurate, batch_size, "predicting",
-                lambda rec, det: keep(rec, run_id, det),
-            )  # fmt: skip
+            stored = lambda rec, det: keep(rec, run_id, det)  # noqa: E731
+            if client is not None:
+                from deepblock_nb.project._cluster import predict_on_cluster
+
+                done, failures, stopped = predict_on_cluster(
+                    self, job, client, ckpt, device, model, records, accurate, batch_size, "predicting",
+                    self._known_only(stored),
+                )  # fmt: skip
+            else:
+                loaded = load_for_inference(ckpt, device, model=model)
+                done, failures, stopped = self._predict_images(
+                    job, loaded, run_id, records, accurate, batch_size, "predicting", stored
+                )
             job.result = done
             if failures:
                 lines = "; ".join(f"{name}: {exc}" for name, exc in failures.items())
