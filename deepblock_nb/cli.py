@@ -207,19 +207,46 @@ def _runs(project: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _torchrun_rank() -> int:
+    """This process's rank under torchrun (0 outside it)."""
+    try:
+        return int(os.environ.get("RANK", "0")) if "WORLD_SIZE" in os.environ else 0
+    except ValueError:
+        return 0
+
+
 def _cmd_train(project: Any, args: argparse.Namespace) -> Result:
-    options = {
-        k: v
+    """Train; under torchrun every process trains one rank of the same run, rank 0
+    alone writes it and reports (the others print nothing)."""
+    options: dict[str, Any] = {}
+    if args.options is not None:
+        try:
+            options = json.loads(args.options)
+        except ValueError as exc:
+            raise _Usage(f"train: --options must be a JSON object of training settings ({exc})") from None
+        if not isinstance(options, dict):
+            raise _Usage("train: --options must be a JSON object such as '{\"patience\": 3}'")
+    options.update(
+        (k, v)
         for k, v in (("tile_size", args.tile_size), ("seed", args.seed), ("weights", args.weights))
         if v is not None
-    }
+    )
     if args.no_download:
         options["download"] = False
+    if args.devices is not None:
+        options["devices"] = args.devices
+    if args.run_id is not None:
+        if args.resume is not None:
+            raise _Usage("train: --run-id (a new run made beforehand) and --resume exclude each other")
+        options["_run"] = args.run_id
+    if _torchrun_rank() > 0:
+        args.quiet = True
+    for name in ("batch_size", "lr"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
     job = project.train(
         epochs=args.epochs,
         model=args.model,
-        batch_size=args.batch_size,
-        lr=args.lr,
         device=args.device,
         resume=False if args.resume is None else args.resume,
         **options,
@@ -461,6 +488,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="makes sampling and augmentation repeatable")
     p.add_argument("--weights", default=None, metavar="FILE", help="a local weights file to start from")
     p.add_argument("--no-download", action="store_true", help="never fetch pretrained weights")
+    p.add_argument("--devices", type=int, default=None, metavar="N",
+                   help="train on N processes (torchrun, DistributedDataParallel); or run this command "
+                   "under torchrun yourself")  # fmt: skip
+    p.add_argument("--options", default=None, metavar="JSON",
+                   help='more training settings as a JSON object, e.g. \'{"patience": 3, "holdout": 0.2}\'')  # fmt: skip
+    # not --run: under torchrun that would be an abbreviation of torchrun's own --run-path
+    p.add_argument("--run-id", type=int, default=None, metavar="RUN",
+                   help="train into run RUN, a queued run made beforehand (as project.train(devices=N) does)")  # fmt: skip
 
     p = command("evaluate", "score a trained run on the evaluate split")
     p.add_argument("--run", type=int, default=None, help="default: the newest run with a model")
@@ -552,6 +587,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: unexpected {type(exc).__name__}: {_one_line(exc)} (DEEPBLOCK_DEBUG=1 shows the traceback)",
               file=sys.stderr)  # fmt: skip
         return 3
+    if args.command == "train" and _torchrun_rank() > 0:
+        return 0  # rank 0 reports the run
     if args.json:
         print(json.dumps(result, default=str))
     else:

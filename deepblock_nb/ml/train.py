@@ -24,6 +24,15 @@ a while (``patience``), decays the rate over a few last epochs and ends; at most
 :func:`auto_epochs` epochs (15 with ~1000 boxes per category, up to 100 for a few
 dozen images). Given ``epochs=N`` it runs N epochs with a cosine decay. When the
 score stops rising, more epochs will not help; more labelled boxes will.
+
+Several processes (``torchrun``, DistributedDataParallel; the process group set up
+by :func:`deepblock_nb.ml.distributed.setup` before the call): ``batch_size`` is
+per process, so the effective batch is N x ``batch_size``, and each epoch's tiles
+are shared out (one epoch is one pass over the tiles by all N together, N times
+fewer steps). The preset's learning rate is then scaled by sqrt(N)
+(:func:`~deepblock_nb.ml.distributed.lr_scale`, the rule for AdamW); a given
+``lr`` is used as it is. Rank 0 scores, keeps the checkpoints and sends the
+history; every rank stops at the same step.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ import torch
 from torch import nn
 
 from deepblock_nb.errors import ModelError
+from deepblock_nb.ml import distributed as ddp
 from deepblock_nb.ml._ema import WeightAverage
 from deepblock_nb.ml._input import anchor_sizes, box_sides, choose_input_scale
 from deepblock_nb.ml._loader import ThreadLoader
@@ -89,8 +99,8 @@ class TrainConfig:
         epochs: epochs to run in this call (on resume: more epochs on top); None
             (the default) chooses by itself: at most :func:`auto_epochs`, ending
             with a short decay once the held-out score stops rising.
-        batch_size: tiles per step.
-        lr: peak learning rate of AdamW.
+        batch_size: tiles per step (per process when several train together).
+        lr: peak learning rate of AdamW (None: the preset's, times sqrt(N) on N processes).
         weight_decay: AdamW weight decay.
         tile_size: model input side for a typical training tile, pixels (sets the
             magnification); None chooses the magnification from the box sizes
@@ -326,6 +336,10 @@ def train_detector(
         history_sink: receives each batch of new history rows (to store them).
         download: fetch missing pretrained weights (None: ``$DEEPBLOCK_DOWNLOAD_WEIGHTS`` decides).
 
+    In a process group (torchrun) every rank calls this with the same tiles and
+    settings; only rank 0 writes ``run_dir`` and calls ``history_sink``, and it also
+    stops the run when ``run_dir / "STOP"`` appears (see :mod:`deepblock_nb.ml.distributed`).
+
     Returns:
         The result; the ending (finished, stopped, failed) always leaves ``last.pt``.
         Errors propagate after the checkpoint is written.
@@ -338,6 +352,7 @@ def train_detector(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
+    world, main = ddp.world_size(), ddp.is_main()
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
 
@@ -402,15 +417,14 @@ def train_detector(
     cfg.batch_size = int(cfg.batch_size or built.batch_size)
     if cfg.num_workers is None:
         cfg.num_workers = _auto_workers(dev)
-    cfg.lr = float(cfg.lr or built.lr)
-    net = place(built.module, dev)
+    cfg.lr = float(cfg.lr or built.lr * ddp.lr_scale(world))
+    net = ddp.sync_batch_norm(place(built.module, dev), dev)
     net.train()
 
-    steps_per_epoch = math.ceil(
-        len(epoch_indices(has_boxes, cfg.empty_rate, np.random.default_rng(0))) / cfg.batch_size
-    )
+    per_rank = ddp.shard(epoch_indices(has_boxes, cfg.empty_rate, np.random.default_rng(0)), 0, world)
+    steps_per_epoch = math.ceil(len(per_rank) / cfg.batch_size)
     auto = cfg.epochs is None
-    epochs = auto_epochs(steps_per_epoch * cfg.batch_size) if auto else int(cfg.epochs or 1)
+    epochs = auto_epochs(steps_per_epoch * cfg.batch_size * world) if auto else int(cfg.epochs or 1)
     start_epoch = int(ckpt["epoch"]) if ckpt else 0
     target_epoch = start_epoch + epochs
     total_steps = target_epoch * steps_per_epoch
@@ -444,11 +458,9 @@ def train_detector(
     if ckpt and ckpt.get("train_state") is not None:
         net.load_state_dict(ckpt["train_state"])  # training goes on from the trained weights
 
-    hooks: list[Callback] = [
-        HistoryCallback(job, history_sink),
-        ProgressCallback(job),
-        CheckpointCallback(run_dir),
-    ]
+    hooks: list[Callback] = [HistoryCallback(job, history_sink if main else None), ProgressCallback(job)]
+    if main:
+        hooks.append(CheckpointCallback(run_dir))
     if auto:
         patience = cfg.patience or max(AUTO_MIN_PATIENCE, epochs // 6)
         # from scratch the score stays flat for a while before it takes off: no
@@ -460,8 +472,12 @@ def train_detector(
     autocast = amp_dtype(dev) if cfg.amp in (None, True) else None
     scaler = torch.amp.GradScaler(dev.type, enabled=autocast is torch.float16)
 
+    # the user's stop, agreed by every rank at the same step (a collective under DDP)
+    stop = ddp.StopSignal(lambda: job.should_stop, run_dir / ddp.STOP_FILE, dev)
+    model = ddp.wrap(net, dev)  # forward and backward; ``net`` itself is saved and scored
+
     def stopping() -> bool:
-        return job.should_stop or state._stop
+        return stop.poll() or state._stop
 
     status, error = "finished", None
     cb.on_train_start(state)
@@ -473,10 +489,9 @@ def train_detector(
                 break
             t0 = time.perf_counter()
             train_ds.epoch = epoch
-            order = _batchable(
-                epoch_indices(has_boxes, cfg.empty_rate, np.random.default_rng((cfg.seed, epoch))),
-                cfg.batch_size,
-            )
+            # seeded by epoch: the same order on every rank, and a new one each epoch
+            epoch_order = epoch_indices(has_boxes, cfg.empty_rate, np.random.default_rng((cfg.seed, epoch)))
+            order = _batchable(ddp.shard(epoch_order, ddp.rank(), world), cfg.batch_size)
             loader = ThreadLoader(
                 train_ds, order.tolist(), cfg.batch_size, collate, num_workers=cfg.num_workers
             )
@@ -495,7 +510,7 @@ def train_detector(
                 images = [im.to(dev, non_blocking=True) for im in images]
                 with out_of_memory_as_error(dev, cfg.batch_size, "training"):
                     with torch.autocast(dev.type, dtype=autocast, enabled=autocast is not None):
-                        parts = net(images, _targets_to(targets, dev))
+                        parts = model(images, _targets_to(targets, dev))
                     loss = sum(parts.values())
                     if not torch.isfinite(loss):
                         raise ModelError(
@@ -530,16 +545,21 @@ def train_detector(
             if stopping():
                 break
             train_seconds = time.perf_counter() - t0
-            score = score_model(
-                state.average.module if state.average is not None else net,
-                score_ds,
-                dev,
-                batch_size=cfg.batch_size,
-                num_workers=cfg.num_workers,
-                should_stop=stopping,
-                autocast_dtype=autocast,
-            )
-            if score is None:
+            epoch_loss = ddp.mean_over_ranks(float(np.mean(losses)) if losses else float("nan"), dev)
+            score = None
+            if main:  # the other ranks wait for its score
+                score = score_model(
+                    state.average.module if state.average is not None else net,
+                    score_ds,
+                    dev,
+                    batch_size=cfg.batch_size,
+                    num_workers=cfg.num_workers,
+                    should_stop=stop.local_request,
+                    autocast_dtype=autocast,
+                )
+            score = ddp.broadcast_object(score)
+            if score is None:  # a stop request while scoring
+                stop.agreed = True
                 break
             state.epoch = epoch + 1
             select = selection_score(*score)
@@ -550,24 +570,24 @@ def train_detector(
                 "kind": "epoch",
                 "epoch": epoch + 1,
                 "step": state.global_step,
-                "loss": float(np.mean(losses)) if losses else float("nan"),
+                "loss": epoch_loss,
                 "score": score[0],
                 "score_map": score[1],
                 "select": select,
                 "score_on": score_on,
                 "best": best,
                 "seconds": time.perf_counter() - t0,
-                "images_per_s": n_images / max(train_seconds, 1e-9),
+                "images_per_s": n_images * world / max(train_seconds, 1e-9),  # every rank's
                 "data_wait": data_seconds / max(train_seconds, 1e-9),  # share of time the model waited
             }
             state.history.append(row)
             cb.on_epoch_end(state, row)
             epoch += 1
-        if state.average is not None and state.steps_done and not stopping():
+        if state.average is not None and state.steps_done and not stopping() and main:
             final = _score_trained_weights(state, score_ds, dev, autocast, run_dir)
             if final is not None:
                 cb.on_record(state, final)
-        if job.should_stop:
+        if job.should_stop or stop.agreed:
             status = "stopped"
     except BaseException as exc:
         status, error = "failed", exc

@@ -1,4 +1,11 @@
-"""Training for the Project: ``project.train(...)`` starts a background Job."""
+"""Training for the Project: ``project.train(...)`` starts a background Job.
+
+With ``devices=N`` (N > 1) the job runs ``torchrun`` in a subprocess
+(:mod:`deepblock_nb.project._ddp`); that subprocess's processes come back here
+through the CLI, find torchrun's ranks in their environment
+(:func:`deepblock_nb.ml.distributed.env_ranks`) and each trains one rank of the
+run, rank 0 alone writing its record and history.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +27,9 @@ __all__ = ["Training"]
 
 #: run settings kept in the run's config that are not TrainConfig fields
 _RUN_ONLY = ("weights", "download")
+#: options of a call that are not kept as such: processes to train with, and the
+#: run record (created by the launching process) that a torchrun rank trains
+_CALL_ONLY = ("devices", "_run")
 
 
 class Training:
@@ -33,8 +43,12 @@ class Training:
         self, epochs: int | None, model: Any, device: str, resume: bool | int, given: dict[str, Any]
     ) -> Job:
         """Start a training job; ``given``: the settings the caller passed (by name)."""
+        from deepblock_nb.ml import distributed
         from deepblock_nb.ml.train import TrainConfig
 
+        devices = _devices(given.get("devices"))
+        into = given.get("_run")
+        given = {k: v for k, v in given.items() if k not in _CALL_ONLY}
         known = {f.name for f in dataclasses.fields(TrainConfig)} - {"epochs"}
         unknown = sorted(set(given) - known - set(_RUN_ONLY))
         if unknown:
@@ -53,35 +67,92 @@ class Training:
             from deepblock_nb.ml.models import resolve_preset_name
 
             resolve_preset_name(model)  # an unknown name fails here, not in the thread
-        run_id, resume_from = self._plan_run(resume)
+        ranks = distributed.env_ranks()
+        if devices > 1 and ranks is not None:
+            raise ArgumentError(
+                f"devices={devices} launches torchrun, but this process already is rank {ranks.rank} "
+                f"of {ranks.world_size} under torchrun; leave devices out"
+            )
+        if devices > 1 and not isinstance(model, str):
+            raise ArgumentTypeError(
+                "devices=N trains in other processes, which cannot receive a torch module; "
+                "pass a preset name as model= (or train it with devices=None)"
+            )
+        main = ranks is None or ranks.is_main
+        world = devices if devices > 1 else (1 if ranks is None else ranks.world_size)
+        run_id: int | None
+        resume_from: Path | None
+        if into is not None:
+            run_id, resume_from = self._planned_run(into), None
+        else:
+            run_id, resume_from = self._plan_run(resume)
         settings = {k: v for k, v in given.items() if k in known}
         cfg = TrainConfig(epochs=epochs, **settings)
         weights = given.get("weights")
         download = given.get("download")
         config = {**cfg.to_dict(), "device": device, "weights": None if weights is None else str(weights)}
-        if run_id is None:
+        config["world_size"] = world
+        if main and run_id is None:  # (rank 0 alone keeps the record)
             config["target_epochs"] = cfg.epochs
             run_id = self._runs.create(model if isinstance(model, str) else "custom", config, status="queued")
             self._p._emit("runs", action="created", run=run_id, report=None)
-        else:
+        elif main and run_id is not None:
             old = dict((self._runs.get(run_id) or {}).get("config") or {})
             # a resume keeps the run's saved settings but for those passed now
             passed = {k: config[k] for k in (*settings, *(k for k in _RUN_ONLY if k in given))}
-            self._runs.update(run_id, status="queued", config={**old, **passed, "device": device})
+            passed.update(device=device, world_size=world)
+            self._runs.update(run_id, status="queued", config={**old, **passed})
             self._p._emit("runs", action="queued", run=run_id, report=None)
+        if devices > 1:
+            from deepblock_nb.project._ddp import launch
+
+            assert run_id is not None
+            options = {**settings, **{k: given[k] for k in _RUN_ONLY if k in given}}
+            job = launch(
+                self._p, run_id, devices, epochs, str(model), device, resume_from is not None, options
+            )
+        else:
+            job, run_id = self._submit(
+                run_id, cfg, epochs, settings, model, weights, device, resume_from, download, main
+            )
+        job.result = run_id
+        if main:
+            job.on("done", lambda j: self._ended_unstarted(j, run_id))
+        return job
+
+    def _submit(
+        self,
+        run_id: int | None,
+        cfg: Any,
+        epochs: int | None,
+        settings: dict[str, Any],
+        model: Any,
+        weights: Any,
+        device: str,
+        resume_from: Path | None,
+        download: bool | None,
+        main: bool,
+    ) -> tuple[Job, int]:
+        """The job that trains here (in this process, or as one torchrun rank), and its run id."""
+        from deepblock_nb.ml import distributed
+
+        ranks = distributed.env_ranks()
+        train_device: Any = device
+        if ranks is not None:  # every rank joins the group and learns rank 0's run id
+            train_device = distributed.setup(device, ranks)
+            run_id = distributed.broadcast_object(run_id)
+        assert run_id is not None
 
         def work(job: Job) -> None:
             run_cfg = cfg
             if resume_from is not None:
-                run_cfg = dataclasses.replace(cfg, epochs=self._epochs_to_resume(run_id, epochs))
+                more = self._epochs_to_resume(run_id, epochs, write=main)
+                run_cfg = dataclasses.replace(cfg, epochs=distributed.broadcast_object(more))
             self._train_work(
-                job, run_id, run_cfg, set(settings), model, weights, device, resume_from, download
+                job, run_id, run_cfg, set(settings), model, weights, train_device, resume_from, download, main
             )
 
-        job = self._p._jobs.submit("train", work, description=f"train run {run_id}")
-        job.result = run_id
-        job.on("done", lambda j: self._ended_unstarted(j, run_id))
-        return job
+        return self._p._jobs.submit("train", work, description=f"train run {run_id}"), run_id
 
     def runs(self) -> pd.DataFrame:
         """Every training run: id, model, status, epochs done, best score, times, config."""
@@ -125,7 +196,18 @@ class Training:
             raise ModelError(f"run {run_id} has no {last.name} to resume from ({last}); start a new run")
         return int(run_id), last
 
-    def _epochs_to_resume(self, run_id: int, more: int | None) -> int:
+    def _planned_run(self, run_id: Any) -> int:
+        """A run record made for this call by the process that launched torchrun (queued, unstarted)."""
+        run = self._runs.get(int(run_id))
+        if run is None:
+            raise RecordNotFoundError(f"no run {run_id} to train into; start a new run without --run-id")
+        if run["status"] not in ("created", "queued") or (self._p.run_dir(int(run_id)) / "last.pt").exists():
+            raise ModelError(
+                f"run {run_id} is {run['status']} and has started already; continue it with --resume {run_id}"
+            )
+        return int(run_id)
+
+    def _epochs_to_resume(self, run_id: int, more: int | None, write: bool = True) -> int:
         """Epochs for a resumed run: ``more``, else the rest of its planned epochs."""
         run = self._runs.get(run_id) or {}
         done = int(run.get("epochs_done") or 0)
@@ -137,7 +219,8 @@ class Training:
                 raise ModelError(
                     f"run {run_id} already finished its {planned} epochs; pass epochs=N to train N more"
                 )
-        self._runs.update(run_id, config={**config, "target_epochs": done + more})
+        if write:
+            self._runs.update(run_id, config={**config, "target_epochs": done + more})
         return more
 
     def _tile_items(self, split: str, category_ids: list[int]) -> list[TileItem]:
@@ -200,16 +283,21 @@ class Training:
         given: set[str],
         model: Any,
         weights: str | Path | None,
-        device: str,
+        device: Any,
         resume_from: Path | None,
         download: bool | None = None,
+        main: bool = True,
     ) -> None:
+        """Train the run in this job; ``main``: this process writes the run (False:
+        a torchrun rank other than 0, which trains and writes nothing)."""
+        from deepblock_nb.ml import distributed
         from deepblock_nb.ml.train import train_detector
 
         status = "failed"
         try:
-            self._runs.update(run_id, status="running")
-            self._p._emit("runs", action="running", run=run_id, report=None)
+            if main:
+                self._runs.update(run_id, status="running")
+                self._p._emit("runs", action="running", run=run_id, report=None)
             category_ids = self._category_ids()
             # a snapshot: boxes added while training are used by the next run
             train_items = self._tile_items("train", category_ids)
@@ -225,11 +313,16 @@ class Training:
                 weights=weights,
                 device=device,
                 resume_from=resume_from,
-                history_sink=lambda rows: self._store_history(run_id, rows),
+                history_sink=(lambda rows: self._store_history(run_id, rows)) if main else None,
                 cache_dir=self._p.path / "cache",
                 download=download,
             )
             status = result.status
+            if status == "stopped" and not job.should_stop:
+                job.stop()  # a stop that reached this rank through the others: the job ends STOPPED too
+            if not main:
+                return
+            (self._p.run_dir(run_id) / distributed.STOP_FILE).unlink(missing_ok=True)  # it was read
             with self._p._store.write():
                 if cfg.epochs is None:  # the trainer chose: a resume continues its plan
                     config = dict((self._runs.get(run_id) or {}).get("config") or {})
@@ -243,9 +336,24 @@ class Training:
                 )
             job.result = run_id
         finally:
-            if status == "failed":
-                self._runs.update(run_id, status="failed", finished=True)
-            self._p._emit("runs", action="ended", run=run_id, report=None)
+            if distributed.env_ranks() is not None:
+                distributed.cleanup()
+            if main:
+                if status == "failed":
+                    self._runs.update(run_id, status="failed", finished=True)
+                self._p._emit("runs", action="ended", run=run_id, report=None)
+
+
+def _devices(devices: Any) -> int:
+    """The ``devices=`` option as a number of processes (None: 1, in this process)."""
+    if devices is None:
+        return 1
+    if isinstance(devices, bool) or not isinstance(devices, numbers.Integral) or devices < 1:
+        raise ArgumentError(
+            f"devices must be a whole number of processes, at least 1 (or None: train in this process), "
+            f"got {devices!r}"
+        )
+    return int(devices)
 
 
 def _holding(windows: Any, xyxy: Any) -> Any:
