@@ -20,6 +20,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -33,6 +34,11 @@ if __name__ == "__main__":  # Dask's worker processes import this file again
     parser.add_argument("--quick", action="store_true", help="fewer images and epochs")
     args = parser.parse_args()
     print("== prediction on a Dask LocalCluster")
+    saved = dict(os.environ)
     dask_throughput(6 if args.quick else 16, args.quick)
+    # Dask's nanny leaves OMP_NUM_THREADS=1 and MALLOC_TRIM_THRESHOLD_ in this process's
+    # environment; torchrun's processes below must not inherit them
+    os.environ.clear()
+    os.environ.update(saved)
     print("== training with DistributedDataParallel (torchrun, Gloo)")
     ddp_throughput(args.quick)

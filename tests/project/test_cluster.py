@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -39,12 +40,19 @@ class UnpicklableDetector(RectangleDetector):
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[distributed.Client]:
+    # Dask's nanny sets its ``pre-spawn-environ`` (OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_)
+    # in this process's environment for good: every process started later would inherit it
+    saved = dict(os.environ)
     cluster = distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
     )
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
+    try:
+        with distributed.Client(cluster) as c:
+            yield c
+    finally:
+        cluster.close()
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @pytest.fixture(scope="module")
