@@ -163,6 +163,10 @@ def offline_ultralytics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     from PIL import Image
 
     monkeypatch.setattr(Image, "open", Image.open)
+    # and sets OMP_NUM_THREADS=1 in os.environ when unset: every process started later
+    # (notebook kernels, torchrun) would inherit it; unset again after this test
+    monkeypatch.setenv("OMP_NUM_THREADS", "")
+    monkeypatch.delenv("OMP_NUM_THREADS")
     pytest.importorskip("ultralytics")
     from ultralytics.data import utils as data_utils
     from ultralytics.utils import downloads
