@@ -146,6 +146,7 @@ class ProposalLayer:
         det = self.detections() if self.checkbox.value else None
         n = 0 if det is None else len(det.xyxy)
         self.info.value = info_html(f"{n} proposals" if n else "")
+        self.accept_all_button.disabled = not n  # nothing to accept
         if det is None or not n:
             return
         cats = {c.id: c for c in self._lab.project.categories}
