@@ -149,10 +149,10 @@ class ProposalLayer:
         self.accept_all_button.disabled = not n  # nothing to accept
         if det is None or not n:
             return
-        cats = {c.id: c for c in self._lab.project.categories}
+        color_of, name_of = self._lab._color_map, self._lab._names  # the Labeler's, kept fresh by events
         cls = [int(c) for c in det.class_id]
-        colors = [cats[c].color if c in cats else "#ffffff" for c in cls]
-        labels = [f"{cats[c].name if c in cats else c}? {s:.2f}" for c, s in zip(cls, det.confidence)]
+        colors = [color_of.get(c, "#ffffff") for c in cls]
+        labels = [f"{name_of.get(c, c)}? {s:.2f}" for c, s in zip(cls, det.confidence)]
         self.shown = view.stroke_boxes(
             det.xyxy, colors, labels=labels, dash=PROPOSAL_DASH, label_min_height=24.0
         )
