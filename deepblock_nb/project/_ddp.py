@@ -215,15 +215,16 @@ class _Follower:
 
     def __init__(self, job: Job, project: Project, run_id: int) -> None:
         self.job, self.project, self.run_id = job, project, run_id
-        self.seen = len(project._store.runs.history(run_id))  # a resumed run's rows so far ...
+        earlier = project._store.runs.history(run_id)  # a resumed run's rows so far ...
+        self.seen = len(earlier)
         self.start_epoch = int((project._store.runs.get(run_id) or {}).get("epochs_done") or 0)
-        if self.seen:  # ... go to the job first, as the trainer sends a checkpoint's history
-            job.add_history(project._store.runs.history(run_id))
+        if earlier:  # ... go to the job first, as the trainer sends a checkpoint's history
+            job.add_history(earlier)
         self.steps_per_epoch: float | None = None
 
     def read(self) -> None:
-        rows = self.project._store.runs.history(self.run_id)
-        new, self.seen = rows[self.seen :], len(rows)
+        new = self.project._store.runs.history(self.run_id, since=self.seen)  # only the rows not yet fed
+        self.seen += len(new)
         if not new:
             return
         self.job.add_history(new)

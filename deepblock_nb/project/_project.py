@@ -169,6 +169,7 @@ class Project(ModelAssisted, ThresholdSetting):
     # -- categories -----------------------------------------------------------
     @property
     def categories(self) -> list[Category]:
+        """Every category (id, name, colour), in the order they were added."""
         return self._store.categories.all()
 
     def category(self, category: CategoryLike) -> Category:
@@ -187,6 +188,7 @@ class Project(ModelAssisted, ThresholdSetting):
         return found
 
     def add_category(self, name: str, color: str | None = None) -> Category:
+        """Add a category; ``color`` is a hex colour such as ``"#e6194b"`` (default: the next of a palette)."""
         name = check_name(name, "category")
         cat = self._store.categories.add(name, None if color is None else check_color(color))
         self._emit("categories", action="added", category=cat)
@@ -383,6 +385,7 @@ class Project(ModelAssisted, ThresholdSetting):
         self._emit("annotations", action="updated", image=rec, ids=np.array([int(box_id)]))
 
     def delete_box(self, box_id: int) -> None:
+        """Delete one box by its id (``RecordNotFoundError`` if there is none)."""
         rec = self._box_image(box_id)
         self._store.annotations.delete(int(box_id))
         self._emit("annotations", action="deleted", image=rec, ids=np.array([int(box_id)]))
@@ -534,6 +537,10 @@ class Project(ModelAssisted, ThresholdSetting):
     def runs(self) -> pd.DataFrame:
         """Every training run: id, model, status, epochs done, best score, times, config."""
         return self._training.runs()
+
+    def run_history(self, run_id: int) -> pd.DataFrame:
+        """A run's stored history, one row per logged step, epoch and final choice (``kind``), in order."""
+        return self._training.history(run_id)
 
     def run_dir(self, run_id: int) -> Path:
         d = self.path / "runs" / str(int(run_id))

@@ -168,6 +168,15 @@ class Training:
                 frame[col] = pd.to_datetime(frame[col], unit="s", errors="coerce")
         return frame
 
+    def history(self, run_id: int) -> pd.DataFrame:
+        import pandas as pd
+
+        if isinstance(run_id, bool) or not isinstance(run_id, numbers.Integral):
+            raise ArgumentTypeError(f"run_id is an integer, not {run_id!r}")
+        if self._runs.get(int(run_id)) is None:
+            raise RecordNotFoundError(f"no training run {run_id} in the project {self._p.path}")
+        return pd.DataFrame(self._runs.history(int(run_id)))
+
     # -- internals ----------------------------------------------------------------
     def _category_ids(self) -> list[int]:
         return sorted(int(c.id) for c in self._p.categories)

@@ -103,8 +103,11 @@ class Runs:
                 [(int(run_id), start + i, json.dumps(r, default=_json_default)) for i, r in enumerate(rows)],
             )
 
-    def history(self, run_id: int) -> list[dict[str, Any]]:
-        rows = self._db.query("SELECT row FROM history WHERE run_id = ? ORDER BY seq", (int(run_id),))
+    def history(self, run_id: int, since: int = 0) -> list[dict[str, Any]]:
+        """The run's history rows in order, from the ``since``-th on (0: all of them)."""
+        rows = self._db.query(
+            "SELECT row FROM history WHERE run_id = ? AND seq >= ? ORDER BY seq", (int(run_id), int(since))
+        )
         return [json.loads(r["row"]) for r in rows]
 
     # -- evaluations -------------------------------------------------------------

@@ -134,7 +134,7 @@ def curves_from_history(history: pd.DataFrame) -> dict[str, tuple[np.ndarray, np
 
 def stored_history(project: Any, run_id: int) -> pd.DataFrame:
     """A run's history rows as stored in the project (every run, also one of an earlier session)."""
-    return pd.DataFrame(project._store.runs.history(int(run_id)))
+    return project.run_history(int(run_id))  # type: ignore[no-any-return]
 
 
 class TrainingPanel(JobPanel):

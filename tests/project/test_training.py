@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import deepblock_nb as dbn
-from deepblock_nb.errors import ImageReadError, ModelError, RecordNotFoundError
+from deepblock_nb.errors import ArgumentTypeError, ImageReadError, ModelError, RecordNotFoundError
 from deepblock_nb.jobs import JobStatus
 from deepblock_nb.ml.checkpoints import load_checkpoint, load_for_inference
 from tests.ml.conftest import make_shapes
@@ -84,8 +84,14 @@ def test_train_resume_and_runs(shapes_project: Any) -> None:
     runs = project.runs()
     row = runs.set_index("id").loc[run_id]
     assert row["status"] == "finished" and row["epochs_done"] == 3
-    stored = project._store.runs.history(run_id)
-    assert [r["epoch"] for r in stored if r["kind"] == "epoch"] == [1, 2, 3]
+    stored = project.run_history(run_id)
+    assert stored.query("kind == 'epoch'")["epoch"].tolist() == [1, 2, 3]
+    rows = project._store.runs.history(run_id)
+    assert project._store.runs.history(run_id, since=2) == rows[2:]  # what the torchrun follower reads
+    with pytest.raises(RecordNotFoundError, match="no training run 999"):
+        project.run_history(999)
+    with pytest.raises(ArgumentTypeError, match="run_id is an integer"):
+        project.run_history("1")
 
 
 def test_training_while_boxes_are_added(shapes_project: Any) -> None:
