@@ -257,7 +257,11 @@ def open_image(
             )
         tiff.cache_dir = None if cache_dir is None else Path(cache_dir)
         return tiff
-    info = probe_svg(p, limit) if fmt == "svg" else probe_pillow(p, fmt, limit)
+    if fmt == "svg":
+        info = probe_svg(p, limit)
+    else:
+        info = probe_pillow(p, fmt, limit)
+        _checks.check_complete(p, fmt)  # a truncated file fails here, naming itself, not on a later read
     return open_raster(p, fmt, info, None if cache_dir is None else Path(cache_dir), lru, display)
 
 

@@ -64,12 +64,25 @@ def test_truncated_files_fail_at_probe(samples, tmp_path) -> None:
         assert not isinstance(info.value, UnsupportedFormatError), name
 
 
-def test_truncated_png_fails_on_decode_too(samples, tmp_path) -> None:
-    data = samples["rgb.png"].path.read_bytes()
-    cut = tmp_path / "cut.png"
-    cut.write_bytes(data[: len(data) // 2])
-    with open_image(cut) as src, pytest.raises(ImageReadError, match=r"cut\.png"):
-        src.read_region(0, 0, 1, 1)
+@pytest.mark.parametrize("name", ["rgb.png", "rgb.jpg", "anim.gif", "rgb24.bmp", "icon.ico", "rgb.webp"])
+def test_truncated_files_fail_at_open(samples, tmp_path, name) -> None:
+    """open_image refuses a visibly cut file at once, naming it, not on a later read."""
+    data = samples[name].path.read_bytes()
+    cut = tmp_path / f"cut_{name}"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(ImageReadError, match=f"cut_{name}"):
+        open_image(cut)
+
+
+def test_damaged_png_data_fails_on_decode(samples, tmp_path) -> None:
+    """A PNG whose end is intact but whose pixel data is damaged fails on its first read."""
+    data = bytearray(samples["rgb.png"].path.read_bytes())
+    start = data.index(b"IDAT") + 8
+    data[start : start + 64] = bytes(64)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(bytes(data))
+    with open_image(bad) as src, pytest.raises(ImageReadError, match=r"bad\.png"):
+        src.read_region(0, 0, src.width, src.height)
 
 
 def test_not_a_valid_tiff_header(tmp_path) -> None:
