@@ -21,6 +21,7 @@ __all__ = [
     "ImageReadError",
     "JobError",
     "ModelError",
+    "ModelNotPicklableError",
     "PathError",
     "ProjectError",
     "ProjectExistsError",
@@ -109,6 +110,10 @@ class ImageFailures(JobError):
 
 class ModelError(DeepBlockError):
     """A model preset is unknown, or a checkpoint or weights file cannot be used."""
+
+
+class ModelNotPicklableError(ModelError):
+    """The module given as ``model=`` cannot be pickled, so it cannot be sent to cluster workers."""
 
 
 class WindowError(DeepBlockError, ValueError):

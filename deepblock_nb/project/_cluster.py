@@ -31,7 +31,7 @@ from deepblock_nb.errors import (
     DeepBlockError,
     DependencyError,
     DeviceMemoryError,
-    ModelError,
+    ModelNotPicklableError,
 )
 from deepblock_nb.store import ImageRecord
 
@@ -49,10 +49,6 @@ __all__ = ["TILES_PER_TASK", "ModelNotPicklableError", "check_cluster_call", "pr
 TILES_PER_TASK = 32
 #: Seconds between two looks at ``job.should_stop`` while tasks run.
 POLL_S = 0.2
-
-
-class ModelNotPicklableError(ModelError):
-    """The module given as ``model=`` cannot be pickled, so it cannot be sent to the workers."""
 
 
 def check_cluster_call(client: Any, model: Any) -> None:

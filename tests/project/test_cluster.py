@@ -191,7 +191,7 @@ def test_an_image_a_worker_cannot_read_fails_alone(
 def test_a_model_that_does_not_pickle_is_refused_before_the_job(
     project: dbn.Project, client: distributed.Client
 ) -> None:
-    from deepblock_nb.project._cluster import ModelNotPicklableError
+    from deepblock_nb.errors import ModelNotPicklableError
 
     rgb, _ = _frame()
     project.add_image(_png_bytes(rgb), split="predict", name="frame.png")
