@@ -31,6 +31,7 @@ __all__ = ["PROPOSAL_COLOR", "PROPOSAL_DASH", "ProposalLayer"]
 
 PROPOSAL_DASH = (2.0, 3.0)  # canvas pixels: dotted, apart from dashed predictions and solid boxes
 PROPOSAL_COLOR = "#00e5ff"  # the selected proposal
+RERANK_S = 2.0  # at most one "worth labelling first" re-rank per this many seconds while boxes are drawn
 
 
 class ProposalLayer:
@@ -94,6 +95,9 @@ class ProposalLayer:
         own = self._subs.own
         self._redraw = own(Throttle(self._changed, interval))
         self._rerank = own(Throttle(self._reorder, interval))
+        # boxes come fast while someone labels, and each re-rank reads the stored predictions of
+        # every unlabelled image: annotation events re-rank at most every RERANK_S seconds
+        self._rerank_labelled = own(Throttle(self._reorder, max(interval, RERANK_S)))
         self._after_training = own(Throttle(self._refresh_after_training, interval))
         self._job_done = own(Throttle(self._report_job, interval))
         project = lab.project
@@ -108,8 +112,7 @@ class ProposalLayer:
             if self.checkbox.value:
                 self._redraw()
         if self.order.value == "next":
-            self._rank = None
-            self._rerank()
+            (self._rerank_labelled if topic == "annotations" else self._rerank)()
 
     def _on_job(self, topic: str, job: Any) -> None:
         if job.kind == "train" and getattr(job.status, "value", "") == "finished":
