@@ -30,6 +30,8 @@ Point = tuple[float, float]
 MODES = ("draw", "select", "pan")
 MAX_STROKED_BOXES = 5_000  # beyond this many visible boxes, stroke_boxes(index=...) draws a density
 DENSITY_CELL = 24  # canvas pixels per density cell
+LABEL_BACKING = "rgba(0, 0, 0, 0.6)"  # behind box labels, which are drawn in the box's colour
+LABEL_CHAR_PX = 6.2  # about the width of one character of the 11-px label font
 
 
 class ImageView:
@@ -278,12 +280,22 @@ class ImageView:
         rows = np.flatnonzero(visible & (height >= min_height))
         if len(rows) > max_labels:
             rows = rows[np.argsort(-height[rows], kind="stable")[: max(max_labels, 0)]]
-        if len(rows):
-            canvas.font = "11px sans-serif"
-        for i in rows.tolist():
+        if not len(rows):
+            return
+        texts = [str(labels[i if ids is None else int(ids[i])]) for i in rows.tolist()]
+        # a dark backing inside the box's outline, so a label reads on any background
+        inset = float(line_width)
+        canvas.fill_style = LABEL_BACKING
+        canvas.fill_rects(
+            b[rows, 0] + inset,
+            b[rows, 1] + inset,
+            np.array([LABEL_CHAR_PX * len(t) + 4.0 for t in texts]),
+            np.full(len(rows), 13.0),
+        )
+        canvas.font = "11px sans-serif"
+        for i, text in zip(rows.tolist(), texts):
             canvas.fill_style = str(col[i])
-            j = i if ids is None else int(ids[i])
-            canvas.fill_text(str(labels[j]), float(b[i, 0]) + 2, float(b[i, 1]) + 11)
+            canvas.fill_text(text, float(b[i, 0]) + inset + 2, float(b[i, 1]) + inset + 10)
 
     def _stroke_indexed(
         self,
