@@ -303,6 +303,7 @@ def test_train_button_draws_live_curves_and_stop_ends_within_one_step(session: S
 # -- 2. Evaluate fills the scorecard ---------------------------------------------------------
 def test_evaluate_button_fills_the_scorecard(session: Session) -> None:
     s = session
+    s.kernel.run("app.training.epochs.value = 40")  # the panel shows the settings of the run below
     s.kernel.run(f"job = project.train({EVAL_TRAINING})")
     assert s.until("job.status.done", 300, every=1.0), s.kernel.json("str(job)")
     assert s.kernel.json("job.status.value") == "finished", s.kernel.json("str(job)")
