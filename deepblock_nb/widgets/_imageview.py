@@ -30,8 +30,19 @@ Point = tuple[float, float]
 MODES = ("draw", "select", "pan")
 MAX_STROKED_BOXES = 5_000  # beyond this many visible boxes, stroke_boxes(index=...) draws a density
 DENSITY_CELL = 24  # canvas pixels per density cell
-LABEL_BACKING = "rgba(0, 0, 0, 0.6)"  # behind box labels, which are drawn in the box's colour
 LABEL_CHAR_PX = 6.2  # about the width of one character of the 11-px label font
+
+
+def text_color_on(color: str) -> str:
+    """Black or white, whichever reads on the hex colour ``color`` (white for anything else)."""
+    c = color.strip().lstrip("#")
+    if len(c) == 3:
+        c = "".join(ch * 2 for ch in c)
+    try:
+        r, g, b = (int(c[i : i + 2], 16) for i in (0, 2, 4)) if len(c) == 6 else (0, 0, 0)
+    except ValueError:
+        r = g = b = 0
+    return "#000000" if 0.299 * r + 0.587 * g + 0.114 * b > 150 else "#ffffff"
 
 
 class ImageView:
@@ -283,18 +294,19 @@ class ImageView:
         if not len(rows):
             return
         texts = [str(labels[i if ids is None else int(ids[i])]) for i in rows.tolist()]
-        # a dark backing inside the box's outline, so a label reads on any background
+        # each label on a tag of its box's colour inside the outline, in black or white, whichever
+        # reads on that colour: readable on any image
         inset = float(line_width)
-        canvas.fill_style = LABEL_BACKING
-        canvas.fill_rects(
-            b[rows, 0] + inset,
-            b[rows, 1] + inset,
-            np.array([LABEL_CHAR_PX * len(t) + 4.0 for t in texts]),
-            np.full(len(rows), 13.0),
-        )
+        widths = np.array([LABEL_CHAR_PX * len(t) + 4.0 for t in texts])
+        for color in dict.fromkeys(col[rows].tolist()):
+            k = col[rows] == color
+            canvas.fill_style = color
+            canvas.fill_rects(
+                b[rows[k], 0] + inset, b[rows[k], 1] + inset, widths[k], np.full(int(k.sum()), 13.0)
+            )
         canvas.font = "11px sans-serif"
         for i, text in zip(rows.tolist(), texts):
-            canvas.fill_style = str(col[i])
+            canvas.fill_style = text_color_on(str(col[i]))
             canvas.fill_text(text, float(b[i, 0]) + inset + 2, float(b[i, 1]) + inset + 10)
 
     def _stroke_indexed(

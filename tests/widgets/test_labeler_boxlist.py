@@ -15,6 +15,7 @@ import deepblock_nb as dbn
 from deepblock_nb.errors import ArgumentError
 from deepblock_nb.widgets import Labeler
 from deepblock_nb.widgets._boxlist import BoxList, box_order, centred_on
+from deepblock_nb.widgets._imageview import text_color_on
 from deepblock_nb.widgets._viewport import Viewport, convert, fit
 from tests.widgets.conftest import drag, mouse, settled
 
@@ -271,9 +272,17 @@ def test_labels_appear_only_when_boxes_are_tall_enough(
         lab.view.redraw_overlay()
         assert texts == []
         lab.view.zoom(1.2)  # 27 canvas px
-        assert texts == [("bee", project.category("bee").color)]
+        color = project.category("bee").color
+        assert texts == [("bee", text_color_on(color))]  # on a tag of the category's colour
+        assert text_color_on(color) != color
     finally:
         lab.close()
+
+
+def test_label_text_is_black_or_white_whichever_reads() -> None:
+    assert text_color_on("#ffe119") == text_color_on("#fff") == "#000000"  # yellow, white: black text
+    assert text_color_on("#e6194b") == text_color_on("#000080") == "#ffffff"  # crimson, navy: white
+    assert text_color_on("rgba(1, 2, 3, 0.5)") == text_color_on("") == "#ffffff"
 
 
 def test_labels_are_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
