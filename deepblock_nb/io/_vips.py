@@ -35,7 +35,7 @@ import numpy.typing as npt
 
 from deepblock_nb.errors import DeepBlockError, ImageReadError
 from deepblock_nb.io import _cache
-from deepblock_nb.io._base import ImageSource
+from deepblock_nb.io._base import OVERVIEW_CACHE_SIDE, ImageSource, _fit, _resize
 from deepblock_nb.io._lru import TileLRU
 from deepblock_nb.io._tiff import TiffSource
 from deepblock_nb.io.display import Display, strided
@@ -223,6 +223,7 @@ class PyramidSource(ImageSource):
         self._tile_cache = tile_cache
         self._tiff: TiffSource | None = None
         self._temp: Path | None = None
+        self._small: U8 | None = None  # the decoded overview, OVERVIEW_CACHE_SIDE a side
 
     def _open_pyramid(self, target: Path) -> TiffSource | None:
         try:
@@ -234,6 +235,13 @@ class PyramidSource(ImageSource):
             return None
         return tiff
 
+    def _cached_target(self) -> Path | None:
+        """Where the cache folder keeps this source's pyramid (None without a folder)."""
+        if self._cache_dir is None:
+            return None
+        key = "" if self.display is None else self.display.key  # one pyramid per display setting
+        return _cache.cache_path(self._cache_dir, self.path, f"pyramid{key}", ".tif")
+
     def pyramid(self) -> TiffSource:
         """The TIFF this source reads from, built (or found in the cache folder) on first use."""
         with self._lock:
@@ -243,8 +251,8 @@ class PyramidSource(ImageSource):
                 raise ImageReadError(f"{self.path}: the image source is closed", self.path)
             tiff = None
             if self._cache_dir is not None:
-                key = "" if self.display is None else self.display.key  # one pyramid per display setting
-                target = _cache.cache_path(self._cache_dir, self.path, f"pyramid{key}", ".tif")
+                target = self._cached_target()
+                assert target is not None
                 tiff = self._open_pyramid(target) if target.exists() else None
             else:
                 fd, name = tempfile.mkstemp(prefix="dbn-pyramid-", suffix=".tif")
@@ -264,6 +272,12 @@ class PyramidSource(ImageSource):
     def _read(self, level: int, x: int, y: int, w: int, h: int) -> U8:
         return self.pyramid()._read(level, x, y, w, h)
 
+    def _decode_error(self, exc: Exception) -> ImageReadError:
+        reason = " ".join(str(getattr(exc, "detail", "") or getattr(exc, "message", "") or exc).split())
+        return ImageReadError(
+            f"{self.path}: cannot decode the {self.format.upper()} pixels ({reason[:300]})", self.path
+        )
+
     def raw_samples(self, max_side: int) -> Any:
         """Raw samples point-sampled from one more sequential decode of the source."""
         vips = _pyvips()
@@ -273,14 +287,60 @@ class PyramidSource(ImageSource):
             small = im.subsample(step, step, point=True) if step > 1 else im
             return strided(np.asarray(small.numpy()), max_side)
         except vips.Error as exc:
-            reason = " ".join(str(exc.detail or exc.message).split())[:300]
-            raise ImageReadError(
-                f"{self.path}: cannot decode the {self.format.upper()} pixels ({reason})", self.path
-            ) from exc
+            raise self._decode_error(exc) from exc
 
     def overview(self, max_side: int) -> U8:
-        self.pyramid()  # the levels are final once the file exists
-        return super().overview(max_side)
+        """Overviews up to ``OVERVIEW_CACHE_SIDE`` a side come from one sequential decode shrunk
+        as it streams (about a second for 400 MP, bounded memory), kept in the cache folder (or
+        by this source without one), so the image shows without waiting for its pyramid, which
+        the first window read builds. Always this way, so an overview does not depend on
+        whether the pyramid exists yet. Larger ones are read from the pyramid's levels."""
+        ow, oh = _fit(self.width, self.height, max_side) if max_side >= 1 else (0, 0)
+        if max_side < 1 or max(ow, oh) > OVERVIEW_CACHE_SIDE:
+            self.pyramid()  # the levels are final once the file exists
+            return super().overview(max_side)
+        with self._lock:
+            if self._closed:
+                raise ImageReadError(f"{self.path}: the image source is closed", self.path)
+            small = self._small
+        if small is None:
+            path = None
+            if self._cache_dir is not None:
+                key = "" if self.display is None else self.display.key  # one per display setting
+                path = _cache.cache_path(self._cache_dir, self.path, f"overview{OVERVIEW_CACHE_SIDE}{key}")
+                small = _cache.load_cached(path)
+            if small is None:
+                small = self._decoded_overview(OVERVIEW_CACHE_SIDE)
+                if path is not None:
+                    small = _cache.write_cached(path, small)
+            with self._lock:
+                self._small = small
+        return _resize(np.asarray(small), ow, oh)
+
+    def _decoded_overview(self, max_side: int) -> U8:
+        vips = _pyvips()
+        ow, oh = _fit(self.width, self.height, max_side)
+        factor = max(1, min(self.width // ow, self.height // oh))  # a whole factor at most the reduction
+        options: dict[str, Any] = {"access": "sequential", "fail_on": "error"}
+        draft = 1
+        if self.format == "jpeg":  # the JPEG decoder scales by 1/2, 1/4 or 1/8 as it decodes
+            draft = max((d for d in (1, 2, 4, 8) if d <= factor), default=1)
+            options["shrink"] = draft
+        try:
+            im = vips.Image.new_from_file(str(self.path), **options)
+            rgb = (
+                _rgb8(im) if self.display is None or self.display.is_default else _displayed(im, self.display)
+            )
+            rest = max(1, min(rgb.width // ow, rgb.height // oh))
+            small = rgb.shrink(rest, rest) if rest > 1 else rgb  # box means, row by row
+            arr = np.asarray(small.numpy(), dtype=np.uint8)
+        except vips.Error as exc:
+            raise self._decode_error(exc) from exc
+        except ValueError as exc:
+            raise ImageReadError(
+                f"{self.path}: cannot convert the {self.format.upper()} pixels ({exc})", self.path
+            ) from exc
+        return _resize(arr.reshape(arr.shape[0], arr.shape[1], -1)[:, :, :3], ow, oh)
 
     def close(self) -> None:
         with self._lock:
@@ -291,3 +351,4 @@ class PyramidSource(ImageSource):
             if self._temp is not None:
                 self._temp.unlink(missing_ok=True)
                 self._temp = None
+            self._small = None

@@ -69,19 +69,41 @@ def test_large_image_reads_through_a_cached_pyramid(large, tmp_path, fmt) -> Non
         ov = src.overview(700)
         assert ov.shape == (*_fit(W, H, 700)[::-1], 3)
         want_ov = np.asarray(Image.fromarray(full).resize(ov.shape[1::-1], Image.Resampling.BOX))
-        assert np.abs(ov.astype(np.float32) - want_ov).mean() < 8  # the same picture, reduced in steps
-        level3 = Image.fromarray(src.read_region(0, 0, *src.levels[3], level=3))  # 750 x 625: read from it
-        np.testing.assert_array_equal(ov, np.asarray(level3.resize(ov.shape[1::-1], Image.Resampling.BOX)))
-    files = list(cache.iterdir())
-    assert [f.suffix for f in files] == [".tif"], files  # one pyramid, no .npy, no temporary left
-    before = files[0].stat()
+        assert np.abs(ov.astype(np.float32) - want_ov).mean() < 4  # the same picture, reduced
+        big = src.overview(2500)  # above the decoded overview's side: from the pyramid's levels
+        assert big.shape == (*_fit(W, H, 2500)[::-1], 3)
+        level1 = Image.fromarray(src.read_region(0, 0, *src.levels[1], level=1))
+        np.testing.assert_array_equal(big, np.asarray(level1.resize(big.shape[1::-1], Image.Resampling.BOX)))
+    files = sorted(cache.iterdir(), key=lambda f: f.suffix)
+    assert [f.suffix for f in files] == [".npy", ".tif"], files  # the overview and the pyramid, no temporary
+    before = files[1].stat()
     with open_image(path, cache_dir=cache) as src:  # reused: not built again
         np.testing.assert_array_equal(
             src.read_region(0, 0, 8, 8), open_image(path, cache).read_region(0, 0, 8, 8)
         )
-    after = files[0].stat()
+    after = files[1].stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
-    assert list(cache.iterdir()) == files
+    assert sorted(cache.iterdir(), key=lambda f: f.suffix) == files
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def test_the_overview_shows_before_the_pyramid_is_built(large, tmp_path, fmt) -> None:
+    """One streamed decode gives the overview; no pyramid is built for it, and the overview is
+    the same once the pyramid exists and from a source opened again (kept in the cache)."""
+    path, full = large[fmt]
+    cache = tmp_path / "cache"
+    with open_image(path, cache_dir=cache) as src:
+        first = src.overview(1000)
+        assert src._tiff is None and not list(cache.glob("*.tif"))  # no pyramid yet
+        want = np.asarray(Image.fromarray(full).resize(first.shape[1::-1], Image.Resampling.BOX))
+        assert np.abs(first.astype(np.float32) - want).mean() < 4
+        src.read_region(0, 0, 8, 8)  # builds the pyramid
+        np.testing.assert_array_equal(src.overview(1000), first)
+    with open_image(path, cache_dir=cache) as again:
+        np.testing.assert_array_equal(again.overview(1000), first)
+    with open_image(path) as uncached:  # no cache folder: decoded the same way, kept by the source
+        np.testing.assert_array_equal(uncached.overview(1000), first)
+        assert uncached.overview(500).shape == (*_fit(W, H, 500)[::-1], 3)
 
 
 def test_edited_source_gets_a_new_cache_entry(tmp_path) -> None:
@@ -103,11 +125,26 @@ def test_truncated_large_jpeg_raises_naming_the_file(large, tmp_path) -> None:
     cut = tmp_path / "cut.jpg"
     cut.write_bytes(data[: len(data) // 2])
     cache = tmp_path / "cache"
-    with open_image(cut, cache_dir=cache) as src:
+    with pytest.raises(ImageReadError, match=r"cut\.jpg: truncated") as info:  # refused at open
+        open_image(cut, cache_dir=cache)
+    assert info.value.path == cut
+    assert not cache.exists() or list(cache.iterdir()) == []  # nothing half-written kept
+
+
+def test_undecodable_large_png_raises_naming_the_file(large, tmp_path) -> None:
+    """A PNG whose end is intact but whose data is damaged fails on the decode, nothing kept."""
+    data = bytearray(large["png"][0].read_bytes())
+    start = data.index(b"IDAT") + 8
+    data[start : start + 4096] = bytes(4096)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(bytes(data))
+    cache = tmp_path / "cache"
+    with open_image(bad, cache_dir=cache) as src:
         assert isinstance(src, _vips.PyramidSource)
-        with pytest.raises(ImageReadError, match=r"cut\.jpg: cannot decode the JPEG") as info:
-            src.read_region(0, 0, 16, 16)
-        assert info.value.path == cut
+        for read in (lambda: src.read_region(0, 0, 16, 16), lambda: src.overview(500)):
+            with pytest.raises(ImageReadError, match=r"bad\.png: cannot decode the PNG") as info:
+                read()
+            assert info.value.path == bad
     assert not cache.exists() or list(cache.iterdir()) == []  # nothing half-written kept
 
 
