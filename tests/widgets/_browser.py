@@ -6,10 +6,12 @@ Needs /usr/bin/chromium and the Python playwright package (never ``playwright in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
 import urllib.request
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,44 @@ def run_first_cell(page: Any, base: str, notebook: str, timeout_ms: int = 120_00
     page.locator("text=Idle >> visible=true").first.wait_for(timeout=timeout_ms)
     page.locator(".jp-Notebook .jp-Cell").first.locator(".jp-InputArea-editor").click()
     page.keyboard.press("Shift+Enter")
+
+
+@contextlib.contextmanager
+def notebook_page(
+    work: Path,
+    notebook: str,
+    cells: list[str],
+    *,
+    viewport: dict[str, int],
+    args: Sequence[str] = (),
+    init_script: str | None = None,
+) -> Iterator[tuple[Any, Kernel]]:
+    """JupyterLab serving ``work/root``, where ``notebook`` holds ``cells``, opened in Chromium
+    with its first cell run; yields ``(page, kernel)``, ``kernel`` a second client of the
+    notebook's kernel. Everything is closed on the way out."""
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    from tests._jupyter import jupyter_lab
+
+    root = work / "root"
+    root.mkdir(exist_ok=True)
+    write_notebook(root / notebook, cells)
+    with jupyter_lab(root, work) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *args])
+        kernel = None
+        try:
+            page = browser.new_page(viewport=viewport)
+            if init_script is not None:
+                page.add_init_script(init_script)
+            page.on("dialog", lambda d: d.accept())  # "leave the page?" on a reload
+            run_first_cell(page, base, notebook)
+            kernel = Kernel(base, work / "runtime", notebook)
+            yield page, kernel
+        finally:
+            if kernel is not None:
+                kernel.close()
+            browser.close()
 
 
 def write_notebook(path: Path, cells: list[str]) -> None:

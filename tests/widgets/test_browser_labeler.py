@@ -26,18 +26,14 @@ from typing import Any
 
 import pytest
 
-from tests._jupyter import jupyter_lab
 from tests.widgets._browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     PIXELS,
     RECORD_CANVASES,
     Kernel,
     Store,
     hex_rgb,
+    notebook_page,
     overlay_canvas,
-    require_browser,
-    write_notebook,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -108,11 +104,6 @@ class Session:
         return value
 
 
-def _open_notebook(page: Any, base: str) -> None:
-    page.goto(f"{base}/lab/tree/{NOTEBOOK}?reset", timeout=120_000)
-    _notebook_ready(page)
-
-
 def _notebook_ready(page: Any) -> None:
     page.wait_for_selector(".jp-Notebook", timeout=120_000)
     try:
@@ -129,27 +120,18 @@ def _run_cell(page: Any, index: int) -> None:
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
     work = tmp_path_factory.mktemp("browser_labeler")
-    root = work / "root"
-    root.mkdir()
     shots = work / "shots"
     shots.mkdir()
     print(f"\nscreenshots: {shots}")
-    write_notebook(root / NOTEBOOK, CELLS)
-    with jupyter_lab(root, work) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    viewport = {"width": 1400, "height": 1000}
+    with notebook_page(work, NOTEBOOK, CELLS, viewport=viewport, init_script=RECORD_CANVASES) as (
+        page,
+        kernel,
+    ):
+        root = work / "root"
         store = Store(root / "proj" / "project.db")
-        kernel = None
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.add_init_script(RECORD_CANVASES)
-            page.on("dialog", lambda d: d.accept())  # "leave the page?" on reload
-            _open_notebook(page, base)
-            _run_cell(page, 0)
-            kernel = Kernel(base, work / "runtime", NOTEBOOK)
             s = Session(page, kernel, store, shots, root)
             s.canvas_box()
             page.wait_for_selector(".widget-html:has-text('a.png')", timeout=60_000)
@@ -159,14 +141,11 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
             s.shot("00-opened")
             yield s
         finally:
-            if kernel is not None:
-                try:
-                    kernel.run("job.stop() if 'job' in globals() else None")
-                except Exception:
-                    pass
-                kernel.close()
+            try:
+                kernel.run("job.stop() if 'job' in globals() else None")
+            except Exception:
+                pass
             store.close()
-            browser.close()
 
 
 def _near(box: tuple[float, ...], expected: tuple[float, ...], tol: float = TOL) -> bool:

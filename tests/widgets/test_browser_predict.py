@@ -23,15 +23,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests._jupyter import jupyter_lab
 from tests.widgets._browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     Kernel,
     Store,
-    require_browser,
-    run_first_cell,
-    write_notebook,
+    notebook_page,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -89,36 +84,22 @@ class Session:
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
     work = tmp_path_factory.mktemp("browser_predict")
-    root = work / "root"
-    root.mkdir()
     shots = work / "shots"
     shots.mkdir()
     files = work / "files"
     files.mkdir()
     print(f"\nscreenshots: {shots}")
-    write_notebook(root / NOTEBOOK, CELLS)
-    with jupyter_lab(root, work) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *FAKE_CAMERA])
-        store = Store(root / "proj" / "project.db")
-        kernel = None
+    viewport = {"width": 1400, "height": 1200}
+    with notebook_page(work, NOTEBOOK, CELLS, viewport=viewport, args=FAKE_CAMERA) as (page, kernel):
+        store = Store(work / "root" / "proj" / "project.db")
         try:
-            context = browser.new_context(viewport={"width": 1400, "height": 1200})
-            page = context.new_page()
-            run_first_cell(page, base, NOTEBOOK)
-            kernel = Kernel(base, work / "runtime", NOTEBOOK)
             page.locator("button", has_text="Start camera").first.wait_for(timeout=120_000)
             page.locator("table.deepblock-table").first.wait_for(timeout=60_000)
             time.sleep(0.5)
             yield Session(page, kernel, store, shots, files)
         finally:
-            if kernel is not None:
-                kernel.close()
             store.close()
-            browser.close()
 
 
 def _wait_text(s: Session, text: str, timeout: float = 20_000) -> None:

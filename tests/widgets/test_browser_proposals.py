@@ -17,16 +17,10 @@ from typing import Any
 
 import pytest
 
-from tests._jupyter import jupyter_lab
 from tests.widgets._browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     RECORD_CANVASES,
-    Kernel,
     Store,
-    require_browser,
-    run_first_cell,
-    write_notebook,
+    notebook_page,
 )
 from tests.widgets.test_browser_labeler import Session, _overlay_matches
 
@@ -51,25 +45,18 @@ CELLS = [
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
     work = tmp_path_factory.mktemp("browser_proposals")
-    root = work / "root"
-    root.mkdir()
     shots = work / "shots"
     shots.mkdir()
     print(f"\nscreenshots: {shots}")
-    write_notebook(root / NOTEBOOK, CELLS)
-    with jupyter_lab(root, work) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    viewport = {"width": 1400, "height": 1000}
+    with notebook_page(work, NOTEBOOK, CELLS, viewport=viewport, init_script=RECORD_CANVASES) as (
+        page,
+        kernel,
+    ):
+        root = work / "root"
         store = Store(root / "proj" / "project.db")
-        kernel = None
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.add_init_script(RECORD_CANVASES)
-            run_first_cell(page, base, NOTEBOOK)
-            kernel = Kernel(base, work / "runtime", NOTEBOOK)
             s = Session(page, kernel, store, shots, root)
             s.canvas_box()
             page.locator(".jp-OutputArea-output canvas").last.scroll_into_view_if_needed()
@@ -77,10 +64,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
             time.sleep(0.5)
             yield s
         finally:
-            if kernel is not None:
-                kernel.close()
             store.close()
-            browser.close()
 
 
 def _canvas(s: Session, xyxy: list[float]) -> list[float]:

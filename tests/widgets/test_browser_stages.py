@@ -16,7 +16,6 @@ Needs /usr/bin/chromium and the Python playwright package (never ``playwright in
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import statistics
@@ -30,16 +29,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests._jupyter import jupyter_lab
 from tests.widgets._browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     Kernel,
     Store,
     hex_rgb,
-    require_browser,
-    run_first_cell,
-    write_notebook,
+    notebook_page,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -166,38 +160,19 @@ class Session:
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
     work = tmp_path_factory.mktemp("browser_stages")
-    root = work / "root"
-    root.mkdir()
     shots = Path(os.environ.get("DEEPBLOCK_SCREENSHOTS") or work / "shots")
     shots.mkdir(parents=True, exist_ok=True)
     print(f"\nscreenshots: {shots}")
-    write_notebook(root / NOTEBOOK, CELLS)
-    # no "get notified about Jupyter news?" toast over the screenshots (the server's settings dir)
-    settings = work / "config" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
-    with jupyter_lab(root, work) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        kernel = None
-        try:
-            # tall enough that the whole App fits the notebook's scrolling area (screenshots)
-            page = browser.new_page(viewport={"width": 1360, "height": 2800})
-            run_first_cell(page, base, NOTEBOOK)
-            kernel = Kernel(base, work / "runtime", NOTEBOOK)
-            page.locator(".lm-TabBar-tabLabel", has_text=_exactly("Divide")).first.wait_for(timeout=120_000)
-            page.locator(".jp-OutputArea-output canvas").first.wait_for(state="visible", timeout=60_000)
-            # the code out of the way (the cell's input collapser, as a person would): the App on top
-            page.locator(".jp-Notebook .jp-Cell").first.locator(".jp-InputCollapser").click()
-            time.sleep(1.0)
-            yield Session(page, kernel, shots)
-        finally:
-            if kernel is not None:
-                kernel.close()
-            browser.close()
+    # tall enough that the whole App fits the notebook's scrolling area (screenshots)
+    viewport = {"width": 1360, "height": 2800}
+    with notebook_page(work, NOTEBOOK, CELLS, viewport=viewport) as (page, kernel):
+        page.locator(".lm-TabBar-tabLabel", has_text=_exactly("Divide")).first.wait_for(timeout=120_000)
+        page.locator(".jp-OutputArea-output canvas").first.wait_for(state="visible", timeout=60_000)
+        # the code out of the way (the cell's input collapser, as a person would): the App on top
+        page.locator(".jp-Notebook .jp-Cell").first.locator(".jp-InputCollapser").click()
+        time.sleep(1.0)
+        yield Session(page, kernel, shots)
 
 
 # -- 0. the TRAIN stage's first two steps render ---------------------------------------------
