@@ -295,8 +295,10 @@ class PyramidSource(ImageSource):
         by this source without one), so the image shows without waiting for its pyramid, which
         the first window read builds. Always this way, so an overview does not depend on
         whether the pyramid exists yet. Larger ones are read from the pyramid's levels."""
-        ow, oh = _fit(self.width, self.height, max_side) if max_side >= 1 else (0, 0)
-        if max_side < 1 or max(ow, oh) > OVERVIEW_CACHE_SIDE:
+        if max_side < 1:
+            return super().overview(max_side)  # refused before any decoding
+        ow, oh = _fit(self.width, self.height, max_side)
+        if max(ow, oh) > OVERVIEW_CACHE_SIDE:
             self.pyramid()  # the levels are final once the file exists
             return super().overview(max_side)
         with self._lock:
@@ -322,10 +324,8 @@ class PyramidSource(ImageSource):
         ow, oh = _fit(self.width, self.height, max_side)
         factor = max(1, min(self.width // ow, self.height // oh))  # a whole factor at most the reduction
         options: dict[str, Any] = {"access": "sequential", "fail_on": "error"}
-        draft = 1
         if self.format == "jpeg":  # the JPEG decoder scales by 1/2, 1/4 or 1/8 as it decodes
-            draft = max((d for d in (1, 2, 4, 8) if d <= factor), default=1)
-            options["shrink"] = draft
+            options["shrink"] = max(d for d in (1, 2, 4, 8) if d <= factor)
         try:
             im = vips.Image.new_from_file(str(self.path), **options)
             rgb = (

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepblock_nb.errors import DecompressionBombError, ImageReadError
+from deepblock_nb.errors import DecompressionBombError, ImageReadError, WindowError
 from deepblock_nb.io import _raster, _vips
 from deepblock_nb.io._base import _fit
 from deepblock_nb.io._raster import pillow_rgb
@@ -104,6 +104,9 @@ def test_the_overview_shows_before_the_pyramid_is_built(large, tmp_path, fmt) ->
     with open_image(path) as uncached:  # no cache folder: decoded the same way, kept by the source
         np.testing.assert_array_equal(uncached.overview(1000), first)
         assert uncached.overview(500).shape == (*_fit(W, H, 500)[::-1], 3)
+        with pytest.raises(WindowError, match="max_side must be >= 1"):
+            uncached.overview(0)
+        assert uncached._tiff is None  # refused without building anything
 
 
 def test_edited_source_gets_a_new_cache_entry(tmp_path) -> None:
