@@ -85,7 +85,7 @@ class PredictPanel(JobPanel):
         self._overlay_throttle = own(Throttle(self._redraw, interval))
         self._threshold_throttle = own(Throttle(self._follow_threshold, interval))
 
-        self.image_list = W.Dropdown(description="Image", layout=W.Layout(width="320px"))
+        self.image_list = W.Dropdown(description="Image", layout=W.Layout(width="400px"))
         self.upload = W.FileUpload(accept="image/*", multiple=True, description="Upload")
         self.webcam = Webcam()
         self.scope = W.ToggleButtons(

@@ -180,16 +180,17 @@ class TilingControls(W.VBox):
             if self._overview is None or rec is None:
                 return
             ov = self._overview
-            c.put_image_data(ov, 0, 0)
+            oh, ow = ov.shape[:2]
+            ox, oy = (self.preview_side - ow) // 2, (self.preview_side - oh) // 2  # centred, as the Labeler
+            c.put_image_data(ov, ox, oy)
             xs, ys = grid_lines((rec.width, rec.height), self.rows.value, self.cols.value, self.overlap.value)
-            sx, sy = ov.shape[1] / rec.width, ov.shape[0] / rec.height
+            sx, sy = ow / rec.width, oh / rec.height
             c.stroke_style = "#ff3030"
             c.line_width = 1
-            oh, ow = ov.shape[:2]
-            inner_x = xs[(xs > 0) & (xs < rec.width)] * sx
-            inner_y = ys[(ys > 0) & (ys < rec.height)] * sy
-            segments = [[(x, 0.0), (x, float(oh))] for x in inner_x.tolist()]
-            segments += [[(0.0, y), (float(ow), y)] for y in inner_y.tolist()]
+            inner_x = xs[(xs > 0) & (xs < rec.width)] * sx + ox
+            inner_y = ys[(ys > 0) & (ys < rec.height)] * sy + oy
+            segments = [[(x, float(oy)), (x, float(oy + oh))] for x in inner_x.tolist()]
+            segments += [[(float(ox), y), (float(ox + ow), y)] for y in inner_y.tolist()]
             if segments:
                 c.stroke_line_segments(np.asarray(segments))
             self.preview_lines = len(segments)
